@@ -1,0 +1,120 @@
+"""Run-time settings shared by every notebook: device, seeds, run profile, folders.
+
+This module sits at the bottom of the package: it imports nothing else from
+``course_utils``, so every other module (and every test) can rely on it alone.
+
+Environment variables (all optional):
+
+``COURSE_PROFILE``
+    ``full`` (default: the real lesson, minutes on a laptop CPU) or ``fast``
+    (CI: the same code with tiny sizes, seconds).
+``COURSE_DATASET``
+    Which data the notebooks use: ``auto`` (default), ``mnist``,
+    ``fashion-mnist`` or ``digits``.
+``COURSE_DATA_DIR`` / ``COURSE_CHECKPOINT_DIR``
+    Where data sets are downloaded and models are saved.
+``COURSE_DEVICE``
+    Force a device (``cpu``, ``cuda``, ``mps``) instead of choosing the best one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+PROFILES = ("full", "fast")
+"""The run profiles. The profile changes sizes (epochs, subsets, widths), never the code path."""
+
+_T = TypeVar("_T")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def profile() -> str:
+    """Return the run profile named by ``COURSE_PROFILE`` (``full`` when unset).
+
+    Raises a ``ValueError`` that lists the valid names when the variable holds anything else.
+    """
+    name = os.environ.get("COURSE_PROFILE", "full").strip().lower() or "full"
+    if name not in PROFILES:
+        raise ValueError(
+            f"COURSE_PROFILE={name!r} is not a run profile; use one of {', '.join(PROFILES)} "
+            "(for example `COURSE_PROFILE=fast make test`)."
+        )
+    return name
+
+
+def by_profile(*, full: _T, fast: _T) -> _T:
+    """Pick a number for the current profile: ``EPOCHS = by_profile(full=10, fast=1)``."""
+    return full if profile() == "full" else fast
+
+
+def is_fast() -> bool:
+    """True in the ``fast`` (CI) profile."""
+    return profile() == "fast"
+
+
+def device() -> torch.device:
+    """The best available device: CUDA, then Apple's MPS, then the CPU.
+
+    ``COURSE_DEVICE`` overrides the choice; asking for a device that is not there is an error.
+    """
+    wanted = os.environ.get("COURSE_DEVICE", "").strip().lower()
+    if wanted:
+        if wanted == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("COURSE_DEVICE=cuda but PyTorch sees no CUDA GPU; unset it to use the CPU.")
+        if wanted == "mps" and not _mps_available():
+            raise RuntimeError("COURSE_DEVICE=mps but Apple's MPS backend is not available; unset it.")
+        if wanted not in ("cpu", "cuda", "mps"):
+            raise ValueError(f"COURSE_DEVICE={wanted!r} is not one of cpu, cuda, mps.")
+        return torch.device(wanted)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if _mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def seed_everything(seed: int = 0) -> torch.Generator:
+    """Seed Python, NumPy and PyTorch (CPU and CUDA) and return a seeded CPU generator.
+
+    Pass the generator to data loaders and samplers so that their order is repeatable too.
+    Results still differ between CPU and GPU and across PyTorch releases: round what you print.
+    """
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def _folder(variable: str, default: Path) -> Path:
+    path = Path(os.environ.get(variable) or default).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def data_dir() -> Path:
+    """Folder for downloaded data sets (``COURSE_DATA_DIR``, default ``<project>/data``)."""
+    return _folder("COURSE_DATA_DIR", PROJECT_ROOT / "data")
+
+
+def checkpoint_dir() -> Path:
+    """Folder for saved models (``COURSE_CHECKPOINT_DIR``, default ``<project>/checkpoints``)."""
+    return _folder("COURSE_CHECKPOINT_DIR", PROJECT_ROOT / "checkpoints")
+
+
+def dataset_choice() -> str:
+    """The data set named by ``COURSE_DATASET`` (``auto`` when unset)."""
+    return os.environ.get("COURSE_DATASET", "auto").strip().lower() or "auto"

@@ -1,0 +1,298 @@
+"""Data sets and loaders, all in one convention.
+
+Every data set comes back as an :class:`ImageData`:
+
+* ``images``: a float32 tensor of shape ``N x 1 x H x W`` with pixel values in ``[0, 1]``
+  (0 = background, 1 = ink);
+* ``labels``: an int64 tensor of shape ``N`` with the class of each image (0-9).
+
+Models that want pixels in ``[-1, 1]`` (GANs with a Tanh output, diffusion) convert with
+:func:`to_signed` and back with :func:`to_unit`.
+
+Names: ``mnist`` and ``fashion-mnist`` (28x28, through torchvision, downloaded into the data
+folder when the network allows), ``digits`` (8x8, 1,797 real handwritten digits bundled with
+scikit-learn: always offline), and ``auto`` (MNIST where it is on disk or can be downloaded,
+otherwise the digits, saying which and why).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import socket
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+
+from course_utils import config
+
+DATASETS = ("mnist", "fashion-mnist", "digits")
+"""The data set names :func:`load_dataset` accepts (besides ``auto``)."""
+
+SPLITS = ("train", "test")
+
+CLASS_NAMES = {
+    "mnist": [str(d) for d in range(10)],
+    "digits": [str(d) for d in range(10)],
+    "fashion-mnist": [
+        "T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    ],
+}
+
+# The MNIST test split shipped beside the project on development and CI machines (10,000 real
+# 28x28 digits). When only this split is on disk, its first 8,000 images serve as "train" and
+# its last 2,000 as "test", so the two never overlap.
+SHARED_MNIST_TEST = config.PROJECT_ROOT.parent / "shared" / "data" / "mnist-test"
+SHARED_TRAIN_SIZE = 8000
+
+_TORCHVISION_FOLDER = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+
+
+class DataUnavailableError(RuntimeError):
+    """A data set could not be found on disk nor downloaded. The message says how to fix it."""
+
+
+@dataclass
+class ImageData:
+    """A labelled image data set held in memory (see the module docstring for the convention)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    name: str
+    source: str
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4 or self.images.shape[1] != 1:
+            raise ValueError(f"images must be N x 1 x H x W, got shape {tuple(self.images.shape)}")
+        if self.labels.shape != (self.images.shape[0],):
+            raise ValueError(
+                f"labels must have shape ({self.images.shape[0]},), got {tuple(self.labels.shape)}"
+            )
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(channels, height, width)`` of one image, e.g. ``(1, 28, 28)``."""
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def class_names(self) -> list[str]:
+        """Readable names of the ten classes."""
+        return CLASS_NAMES[self.name]
+
+    def subset(self, n: int | None) -> ImageData:
+        """The first ``n`` images (all of them when ``n`` is None or larger than the set)."""
+        if n is None or n >= len(self):
+            return self
+        if n <= 0:
+            raise ValueError(f"subset size must be positive, got {n}")
+        return ImageData(self.images[:n], self.labels[:n], self.name, self.source)
+
+    def loader(self, batch_size: int, shuffle: bool = True, seed: int = 0) -> DataLoader:
+        """A :func:`make_loader` over this data set."""
+        return make_loader(self.images, self.labels, batch_size=batch_size, shuffle=shuffle, seed=seed)
+
+    def __repr__(self) -> str:
+        h, w = self.images.shape[2:]
+        return f"ImageData({self.name}: {len(self)} images of 1x{h}x{w} in [0, 1], from {self.source})"
+
+
+def make_loader(
+    *tensors: torch.Tensor, batch_size: int, shuffle: bool = True, seed: int = 0
+) -> DataLoader:
+    """A DataLoader over in-memory tensors that yields whole batches at once.
+
+    It indexes each tensor with a batch of indices (no per-image Python work, much faster than
+    the default DataLoader over a ``TensorDataset``), keeps ``num_workers=0`` (Binder has almost
+    no shared memory) and shuffles with its own seeded generator, so epochs are repeatable.
+    """
+    if not tensors:
+        raise ValueError("make_loader needs at least one tensor")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    dataset = TensorDataset(*tensors)
+    if shuffle:
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+    else:
+        sampler = SequentialSampler(dataset)
+    batches = BatchSampler(sampler, batch_size=batch_size, drop_last=False)
+    return DataLoader(dataset, sampler=batches, batch_size=None, num_workers=0)
+
+
+def to_signed(images: torch.Tensor) -> torch.Tensor:
+    """Map pixels from ``[0, 1]`` to ``[-1, 1]`` (for Tanh generators and diffusion)."""
+    return images * 2.0 - 1.0
+
+
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """Map pixels from ``[-1, 1]`` back to ``[0, 1]``, clamping what falls outside."""
+    return ((images + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_dataset(
+    name: str | None = None, split: str = "train", limit: int | None = None, verbose: bool = True
+) -> ImageData:
+    """Load a data set by name as an :class:`ImageData`.
+
+    ``name`` is one of :data:`DATASETS` or ``auto``; None reads ``COURSE_DATASET`` (default
+    ``auto``). ``limit`` keeps only the first images. With ``verbose`` it prints one line
+    saying which data is in use and why.
+    """
+    name = (name or config.dataset_choice()).strip().lower()
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if name == "auto":
+        name, why = _choose_auto()
+    elif name in DATASETS:
+        why = "asked for by name"
+    else:
+        raise ValueError(
+            f"unknown data set {name!r}; choose one of {', '.join(DATASETS)} or 'auto' "
+            "(COURSE_DATASET sets the default)"
+        )
+    if name == "digits":
+        data = _load_digits(split)
+    else:
+        data = _load_torchvision(name, split)
+    data = data.subset(limit)
+    if verbose:
+        print(f"Data: {data!r}; {why}.")
+    return data
+
+
+def _choose_auto() -> tuple[str, str]:
+    if _torchvision_files_present("mnist", config.data_dir()):
+        return "mnist", f"MNIST found in {config.data_dir()}"
+    if _shared_mnist_present():
+        return "mnist", "the offline MNIST test split was found beside the project"
+    if os.environ.get("COURSE_OFFLINE", "") not in ("", "0"):
+        return "digits", "COURSE_OFFLINE is set, so the bundled 8x8 digits are used"
+    try:
+        _download_torchvision("mnist", config.data_dir(), train=True)
+        return "mnist", "MNIST was downloaded"
+    except DataUnavailableError:
+        return "digits", "MNIST is not on disk and could not be downloaded (offline?), so the bundled 8x8 digits are used"
+
+
+def _load_digits(split: str) -> ImageData:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    labels = torch.tensor(bunch.target, dtype=torch.int64)
+    # A fixed shuffle, so that train and test both hold every writer and every class.
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    n_test = 360
+    index = order[n_test:] if split == "train" else order[:n_test]
+    return ImageData(images[index], labels[index], "digits", "scikit-learn's bundled 8x8 digits")
+
+
+def _torchvision_files_present(name: str, root: Path) -> bool:
+    raw = root / _TORCHVISION_FOLDER[name] / "raw"
+    return (raw / "train-images-idx3-ubyte").exists() and (raw / "t10k-images-idx3-ubyte").exists()
+
+
+def _shared_mnist_present() -> bool:
+    folder = _shared_mnist_dir()
+    return (folder / "t10k-images-idx3-ubyte.gz").exists() and (folder / "t10k-labels-idx1-ubyte.gz").exists()
+
+
+def _shared_mnist_dir() -> Path:
+    return Path(os.environ.get("COURSE_MNIST_TEST_DIR") or SHARED_MNIST_TEST)
+
+
+def _load_torchvision(name: str, split: str) -> ImageData:
+    root = config.data_dir()
+    if name == "mnist" and not _torchvision_files_present(name, root) and _shared_mnist_present():
+        return _load_shared_mnist(split)
+    if not _torchvision_files_present(name, root):
+        _download_torchvision(name, root, train=split == "train")
+    dataset = _open_torchvision(name, root, train=split == "train")
+    images = dataset.data.unsqueeze(1).to(torch.float32) / 255.0
+    labels = dataset.targets.to(torch.int64)
+    return ImageData(images, labels, name, f"torchvision files in {root}")
+
+
+def _load_shared_mnist(split: str) -> ImageData:
+    folder = _shared_mnist_dir()
+    images = read_idx(folder / "t10k-images-idx3-ubyte.gz")
+    labels = read_idx(folder / "t10k-labels-idx1-ubyte.gz")
+    part = slice(0, SHARED_TRAIN_SIZE) if split == "train" else slice(SHARED_TRAIN_SIZE, None)
+    source = f"the MNIST test split in {folder} ({'first 8,000' if split == 'train' else 'last 2,000'})"
+    return ImageData(
+        torch.from_numpy(images[part].copy()).unsqueeze(1).to(torch.float32) / 255.0,
+        torch.from_numpy(labels[part].astype(np.int64)),
+        "mnist",
+        source,
+    )
+
+
+def _torchvision_class(name: str):
+    from torchvision import datasets
+
+    return datasets.MNIST if name == "mnist" else datasets.FashionMNIST
+
+
+def _open_torchvision(name: str, root: Path, train: bool):
+    try:
+        return _torchvision_class(name)(root=str(root), train=train, download=False)
+    except Exception as error:  # torchvision raises several kinds on a damaged file
+        folder = root / _TORCHVISION_FOLDER[name] / "raw"
+        raise DataUnavailableError(
+            f"The {name} files in {folder} could not be read ({type(error).__name__}: {error}). "
+            f"They are probably damaged: delete {folder} and run again to download them afresh, "
+            "or use the offline digits with COURSE_DATASET=digits."
+        ) from None
+
+
+def _download_torchvision(name: str, root: Path, train: bool, timeout_s: float = 10.0) -> None:
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout_s)  # an offline machine may drop packets instead of refusing
+    try:
+        _torchvision_class(name)(root=str(root), train=train, download=True)
+    except Exception as error:
+        raise DataUnavailableError(
+            f"Could not download {name} into {root} ({type(error).__name__}: {error}). "
+            "Options: connect to the internet and run again; copy the four torchvision files "
+            f"into {root / _TORCHVISION_FOLDER[name] / 'raw'}; set COURSE_DATA_DIR to a folder that has them; "
+            "or use the offline 8x8 digits with COURSE_DATASET=digits."
+        ) from None
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (the MNIST format), gzipped or not, into a NumPy array.
+
+    Raises a ``ValueError`` naming the file when it is truncated or not IDX at all.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except (OSError, EOFError) as error:
+        raise ValueError(f"{path} could not be read as IDX: {error}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes (bad magic number)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{path} is truncated: its header is incomplete")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = int(np.prod(shape))
+    if len(raw) - header != expected:
+        raise ValueError(
+            f"{path} is truncated or damaged: header promises {expected} values of shape {shape}, "
+            f"found {len(raw) - header}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
