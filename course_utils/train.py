@@ -1,0 +1,343 @@
+"""Training loops: explicit steps, one small loop around them.
+
+Each model's *step* (one optimisation step on one batch) is written out in full, so that a student
+can read exactly what happens: see the sections below. :func:`fit` is the only loop: it runs a
+step over the batches for some epochs and adds what every training run needs but nobody wants to
+read every time: a progress bar, a history of the losses, a guard against NaN/inf, and a
+checkpoint after every epoch from which an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from course_utils import config, losses
+from course_utils.checkpoints import load_checkpoint, save_checkpoint
+from course_utils.data import ImageData, to_signed, to_unit
+from course_utils.models.gan import GAN, make_gan
+
+
+class NonFiniteLossError(RuntimeError):
+    """A training step returned NaN or infinity; the message says where and what to try."""
+
+
+@dataclass
+class History:
+    """What a training run logged: every step's values, and their mean over each epoch."""
+
+    steps: dict[str, list[float]] = field(default_factory=dict)
+    epochs: dict[str, list[float]] = field(default_factory=dict)
+    seconds: float = 0.0
+    _epoch_start: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def log_step(self, values: dict[str, float]) -> None:
+        """Append one step's values (numbers or one-element tensors)."""
+        for key, value in values.items():
+            self.steps.setdefault(key, []).append(float(value))
+
+    def end_epoch(self) -> None:
+        """Close the epoch: store the mean of each key over the steps logged since the last epoch."""
+        for key, values in self.steps.items():
+            start = self._epoch_start.get(key, 0)
+            if len(values) > start:
+                self.epochs.setdefault(key, []).append(sum(values[start:]) / (len(values) - start))
+            self._epoch_start[key] = len(values)
+
+    def last(self, key: str) -> float:
+        """The most recent value of ``key`` (raises ``KeyError`` listing the keys when absent)."""
+        if key not in self.steps or not self.steps[key]:
+            raise KeyError(f"no values logged for {key!r}; logged keys: {sorted(self.steps)}")
+        return self.steps[key][-1]
+
+    @property
+    def n_epochs(self) -> int:
+        """How many epochs are complete."""
+        return max((len(v) for v in self.epochs.values()), default=0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain lists and numbers, for checkpoints and JSON."""
+        return {"steps": self.steps, "epochs": self.epochs, "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> History:
+        """Rebuild a history saved with :meth:`to_dict`."""
+        history = cls({k: list(v) for k, v in saved["steps"].items()}, {k: list(v) for k, v in saved["epochs"].items()})
+        history.seconds = float(saved.get("seconds", 0.0))
+        history._epoch_start = {k: len(v) for k, v in history.steps.items()}
+        return history
+
+
+def fit(
+    step_fn: Callable[[Any], dict[str, float]],
+    loader: Iterable,
+    epochs: int,
+    *,
+    desc: str = "training",
+    checkpoint: str | Path | None = None,
+    modules: dict[str, Any] | None = None,
+    on_epoch_end: Callable[[int, History], None] | None = None,
+    max_steps: int | None = None,
+    max_seconds: float | None = None,
+) -> History:
+    """Run ``step_fn`` on every batch of ``loader`` for ``epochs`` epochs and return the history.
+
+    ``step_fn(batch)`` does one optimisation step and returns the numbers to log, e.g.
+    ``{"loss": 0.31}``. With ``checkpoint`` (a path) and ``modules`` (models and optimizers by
+    name), the state is saved after every epoch, and a later call with the same path resumes
+    where the last one stopped (a finished run is simply loaded). ``max_steps`` and
+    ``max_seconds`` end the run early (the current epoch is closed). Interrupting the kernel
+    stops training cleanly and keeps the weights learned so far.
+    """
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    if checkpoint is not None and not modules:
+        raise ValueError("checkpointing needs modules={'model': model, 'optimizer': optimizer, ...} to save")
+    history = History()
+    start_epoch = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        extra = load_checkpoint(checkpoint, modules)
+        history = History.from_dict(extra["history"])
+        start_epoch = int(extra["epoch"])
+        if start_epoch >= epochs:
+            print(f"Loaded {checkpoint}: already trained for {start_epoch} epochs, nothing to do.")
+            return history
+        print(f"Resuming from {checkpoint} after epoch {start_epoch} of {epochs}.")
+
+    n_batches = _length(loader)
+    total = None if n_batches is None else (epochs - start_epoch) * n_batches
+    if max_steps is not None:
+        total = max_steps if total is None else min(total, max_steps)
+    steps_done = 0
+    began = time.perf_counter()
+    previous_seconds = history.seconds
+    bar = tqdm(total=total, desc=desc, unit="step")
+    try:
+        for epoch in range(start_epoch, epochs):
+            for module in (modules or {}).values():
+                if hasattr(module, "train") and callable(module.train) and hasattr(module, "parameters"):
+                    module.train()
+            for batch in loader:
+                values = step_fn(batch)
+                _guard_finite(values, epoch, steps_done)
+                history.log_step(values)
+                steps_done += 1
+                bar.update(1)
+                if steps_done % 10 == 1:
+                    bar.set_postfix({k: f"{float(v):.4g}" for k, v in values.items()}, refresh=False)
+                if _out_of_budget(steps_done, max_steps, began, max_seconds):
+                    break
+            history.end_epoch()
+            history.seconds = previous_seconds + time.perf_counter() - began
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, modules, epoch=epoch + 1, history=history.to_dict())
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, history)
+            if _out_of_budget(steps_done, max_steps, began, max_seconds):
+                break
+    except KeyboardInterrupt:
+        history.end_epoch()
+        history.seconds = previous_seconds + time.perf_counter() - began
+        print(f"Interrupted after {steps_done} steps: the model keeps what it has learned so far.")
+    finally:
+        bar.close()
+    return history
+
+
+def _length(loader: Iterable) -> int | None:
+    try:
+        return len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def _out_of_budget(steps: int, max_steps: int | None, began: float, max_seconds: float | None) -> bool:
+    if max_steps is not None and steps >= max_steps:
+        return True
+    return max_seconds is not None and time.perf_counter() - began >= max_seconds
+
+
+def _guard_finite(values: dict[str, float], epoch: int, step: int) -> None:
+    if not isinstance(values, dict):
+        raise TypeError(f"the step function must return a dict of numbers to log, got {type(values).__name__}")
+    for key, value in values.items():
+        number = float(value)
+        if not math.isfinite(number):
+            raise NonFiniteLossError(
+                f"{key} became {number} at epoch {epoch + 1}, step {step + 1}: training stopped before the weights "
+                "were ruined. Usual fixes: a smaller learning rate, a numerically stable loss (logits + "
+                "BCEWithLogits instead of log(sigmoid)), or clamping a log-variance."
+            )
+
+
+# =========================================================================== GANs
+
+
+def gan_step(
+    model: GAN,
+    optimizer_g: torch.optim.Optimizer,
+    optimizer_d: torch.optim.Optimizer,
+    real: torch.Tensor,
+    real_label: float = 1.0,
+) -> dict[str, float]:
+    """One round of the artist-and-critic game on a batch of real pictures in [-1, 1].
+
+    1. The critic (discriminator) learns: real pictures -> "real", the artist's fakes -> "fake".
+    2. The artist (generator) learns: make the freshly updated critic say "real" on its fakes.
+
+    Returns the two losses and the critic's mean verdicts ``D(x)`` (on real pictures) and
+    ``D(G(z))`` (on fakes, before the critic's update): at balance both hover around 0.5.
+    """
+    n = real.shape[0]
+
+    # --- 1. critic step ------------------------------------------------------------
+    z = model.noise(n)
+    fake = model.generator(z)
+    real_logits = model.discriminator(real)
+    # detach(): this loss must only change the critic; without it the backward pass would also
+    # run through the artist (wasted work, and gradients left behind in the artist's parameters).
+    fake_logits = model.discriminator(fake.detach())
+    d_loss = losses.discriminator_loss(real_logits, fake_logits, real_label=real_label)
+    optimizer_d.zero_grad()
+    d_loss.backward()
+    optimizer_d.step()
+
+    # --- 2. artist step -------------------------------------------------------------
+    # The same fakes, judged again by the updated critic, this time keeping the path back to the artist.
+    g_loss = losses.generator_loss(model.discriminator(fake))
+    optimizer_g.zero_grad()
+    g_loss.backward()  # also leaves gradients in the critic; its zero_grad() above clears them next step
+    optimizer_g.step()
+
+    return {
+        "d_loss": d_loss.item(),
+        "g_loss": g_loss.item(),
+        "D(x)": torch.sigmoid(real_logits).mean().item(),
+        "D(G(z))": torch.sigmoid(fake_logits).mean().item(),
+    }
+
+
+def make_gan_optimizers(
+    model: GAN, lr_g: float = 2e-4, lr_d: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999)
+) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    """One Adam optimizer per player, with the DCGAN paper's settings (lr 2e-4, beta1 = 0.5).
+
+    A lower ``beta1`` than Adam's default 0.9 makes the momentum forget faster: the other player keeps
+    moving, so old gradients go stale quickly.
+    """
+    return (
+        torch.optim.Adam(model.generator.parameters(), lr=lr_g, betas=betas),
+        torch.optim.Adam(model.discriminator.parameters(), lr=lr_d, betas=betas),
+    )
+
+
+def sample_gan(model: GAN, n: int, seed: int = 0) -> torch.Tensor:
+    """``n`` pictures painted by the artist from seeded noise: a CPU tensor ``n x C x H x W`` in [0, 1].
+
+    The same seed gives the same noise, hence the same pictures from the same model. Batch
+    normalisation layers run in evaluation mode (their averages from training, not the batch's).
+    """
+    if not isinstance(model, GAN):
+        raise TypeError(f"sample_gan needs a course_utils.models.GAN (from train_gan or make_gan), got {type(model)}")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            z = model.noise(n, generator=torch.Generator().manual_seed(seed))
+            pictures = model.generator(z)
+    finally:
+        model.train(was_training)
+    return to_unit(pictures).cpu()
+
+
+def snapshot_path(checkpoint: str | Path) -> Path:
+    """Where :func:`train_gan` keeps the fixed-noise pictures of each epoch, beside its checkpoint."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.stem + "-snapshots.pt")
+
+
+def train_gan(
+    data: ImageData,
+    *,
+    epochs: int,
+    seed: int = 0,
+    kind: str = "dcgan",
+    latent_dim: int = 100,
+    channels: int = 32,
+    batch_size: int = 64,
+    lr_g: float = 2e-4,
+    lr_d: float = 2e-4,
+    betas: tuple[float, float] = (0.5, 0.999),
+    real_label: float = 1.0,
+    checkpoint: str | Path | None = None,
+    snapshots: list[tuple[int, torch.Tensor]] | None = None,
+    n_snapshot: int = 16,
+    on_epoch_end: Callable[[int, History], None] | None = None,
+    max_steps: int | None = None,
+    max_seconds: float | None = None,
+    desc: str | None = None,
+) -> tuple[GAN, History]:
+    """Train a GAN on ``data`` with :func:`gan_step` inside :func:`fit`; return ``(model, history)``.
+
+    ``kind`` is ``'dcgan'`` (convolutional, ``channels`` wide) or ``'mlp'``; the optimizer settings
+    are explained in :func:`make_gan_optimizers`; ``real_label=0.9`` turns on one-sided label smoothing.
+    The history logs ``d_loss``, ``g_loss``, ``D(x)`` and ``D(G(z))`` per step and per epoch.
+
+    If ``snapshots`` is a list, ``(epoch, pictures)`` is appended after every epoch: ``n_snapshot``
+    pictures in [0, 1] painted from the *same* fixed noise, to watch one set of dice rolls turn into
+    digits. With ``checkpoint`` (a path, e.g. ``checkpoints.checkpoint_path('gan', data)``) the run
+    is saved after every epoch and resumed (or simply loaded) by the next call, snapshots included.
+    ``on_epoch_end(epoch, history)`` runs after each epoch's snapshot (e.g. a live plot).
+    """
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    if not 0 < n_snapshot <= 256:
+        raise ValueError(f"n_snapshot must be between 1 and 256, got {n_snapshot}")
+    seed_generator = config.seed_everything(seed)
+    device = config.device()
+    model = make_gan(kind, data.image_shape, latent_dim, channels).to(device)
+    optimizer_g, optimizer_d = make_gan_optimizers(model, lr_g, lr_d, betas)
+    # One fixed set of noise vectors, drawn from its own generator so it never shifts the training noise.
+    fixed_noise = torch.randn(n_snapshot, latent_dim, generator=seed_generator).to(device)
+
+    kept: list[tuple[int, torch.Tensor]] = snapshots if snapshots is not None else []
+    if checkpoint is not None and snapshot_path(checkpoint).exists() and Path(checkpoint).exists():
+        saved = torch.load(snapshot_path(checkpoint), weights_only=True)
+        kept.extend(zip(saved["epochs"].tolist(), saved["pictures"], strict=True))
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+        images, _labels = batch  # a GAN ignores the labels: it learns P(x), not P(y | x)
+        return gan_step(model, optimizer_g, optimizer_d, to_signed(images).to(device), real_label=real_label)
+
+    def end_of_epoch(epoch: int, history: History) -> None:
+        model.eval()
+        with torch.no_grad():
+            kept.append((epoch + 1, to_unit(model.generator(fixed_noise)).cpu()))
+        model.train()
+        if checkpoint is not None:
+            epochs_done = torch.tensor([e for e, _ in kept])
+            torch.save({"epochs": epochs_done, "pictures": torch.stack([p for _, p in kept])}, snapshot_path(checkpoint))
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, history)
+
+    modules = {"model": model, "optimizer_g": optimizer_g, "optimizer_d": optimizer_d}
+    history = fit(
+        step,
+        data.loader(batch_size, shuffle=True, seed=seed),
+        epochs,
+        desc=desc or f"{kind} GAN",
+        checkpoint=checkpoint,
+        modules=modules,
+        on_epoch_end=end_of_epoch,
+        max_steps=max_steps,
+        max_seconds=max_seconds,
+    )
+    model.eval()
+    return model, history

@@ -1,0 +1,18 @@
+"""Unit-test set-up: draw figures off-screen and keep every folder the package writes inside a temp dir."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated_folders(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path_factory.mktemp("course")
+    monkeypatch.setenv("COURSE_CHECKPOINT_DIR", str(root / "checkpoints"))
+    monkeypatch.setenv("COURSE_RESULTS_DIR", str(root / "results"))
+    monkeypatch.setenv("COURSE_DATA_DIR", str(root / "data"))
+    monkeypatch.setenv("COURSE_PROFILE", "fast")
