@@ -1,0 +1,106 @@
+"""Tests for tools/benchmark.py on tiny notebooks written here: one that passes and records figures, one that fails."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tools import benchmark  # noqa: E402
+from tools.nbrun import list_notebooks  # noqa: E402
+
+# Writes a record the way course_utils.results.record does (kind.json in COURSE_RESULTS_DIR) without importing
+# torch in the kernel, which keeps this test fast; test_collects_what_results_record_writes covers the real writer.
+RECORDING_CELL = """import json, os, pathlib
+figures = {"kind": "vae", "profile": os.environ["COURSE_PROFILE"], "dataset": "digits", "train_seconds": 1.5,
+           "samples_per_second": 2000.0, "mean_confidence": 0.875, "class_entropy_bits": 3.1, "fid": 4.25}
+pathlib.Path(os.environ["COURSE_RESULTS_DIR"], "vae.json").write_text(json.dumps(figures))
+print("✅ demo check: passed")"""
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory) -> Path:
+    """A tiny course: 00 allocates ~80 MB and records figures; 01 fails in its second code cell."""
+    folder = tmp_path_factory.mktemp("notebooks")
+    memory = "import numpy as np\nblock = np.ones((10_000_000,))  # 80 MB\nprint(block.sum())"
+    nbformat.write(
+        new_notebook(cells=[new_markdown_cell("# Zero"), new_code_cell(memory), new_code_cell(RECORDING_CELL)]),
+        folder / "00_zero.ipynb",
+    )
+    failing = [new_code_cell("x = 1"), new_code_cell("raise ValueError('boom in cell two')"), new_code_cell("x")]
+    nbformat.write(new_notebook(cells=failing), folder / "01_fails.ipynb")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def report(course, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("bench")
+    return benchmark.run_benchmark(
+        list_notebooks(course), "fast", out, timeout=120, real_floor=False, progress=lambda message: None
+    )
+
+
+def test_failing_notebook_is_reported_failed_with_its_error(report):
+    rows = {row["notebook"]: row for row in report["notebooks"]}
+    assert list(rows) == ["00_zero.ipynb", "01_fails.ipynb"]
+    assert rows["00_zero.ipynb"]["ok"] is True and rows["00_zero.ipynb"]["errors"] == []
+    assert rows["01_fails.ipynb"]["ok"] is False
+    assert rows["01_fails.ipynb"]["errors"] == ["cell 1: ValueError: boom in cell two"]
+    assert rows["01_fails.ipynb"]["cells_run"] == 2  # stopped at the error
+
+
+def test_measures_time_memory_and_checks(report):
+    row = report["notebooks"][0]
+    assert 80 < row["peak_rss_mb"] < 2000  # the kernel held an 80 MB array
+    assert row["wall_s"] > 0 and row["cpu_s"] > 0
+    assert row["passed"] == 1
+    assert report["machine"]["logical_cores"] >= 1 and report["machine"]["torch"]
+
+
+def test_collects_recorded_figures_in_the_run_folder(report):
+    (record,) = report["quality"]
+    assert record["kind"] == "vae" and record["profile"] == "fast" and record["fid"] == 4.25
+    assert Path(report["run_dir"], "results", "vae.json").exists()
+
+
+def test_markdown_table_shows_failure_quality_and_dataset_note(report, tmp_path):
+    json_path, md_path = benchmark.write_report(report, tmp_path)
+    table = md_path.read_text()
+    assert "| `01_fails.ipynb` | **FAILED** |" in table and "ValueError: boom in cell two" in table
+    assert "| `00_zero.ipynb` | passed |" in table
+    assert "| vae | digits | 1.5 | 2,000 | 0.875 | 3.10 | 4.25 |" in table
+    assert "MNIST was not available: these figures are for digits." in table
+    assert "1 of 2 notebooks passed" in table
+    assert json.loads(json_path.read_text())["notebooks"][1]["ok"] is False
+
+
+def test_command_line_selects_one_notebook_and_exits_nonzero_on_failure(course, tmp_path, capsys):
+    status = benchmark.main(
+        ["--profile", "fast", "--notebooks", str(course), "--notebook", "01", "--out", str(tmp_path)]
+    )
+    assert status == 1
+    out = capsys.readouterr().out
+    assert "`01_fails.ipynb`" in out and "00_zero" not in out
+    with pytest.raises(SystemExit):
+        benchmark.main(["--profile", "slow"])
+    assert benchmark.main(["--notebooks", str(course), "--notebook", "07"]) == 2
+
+
+def test_collects_what_results_record_writes(tmp_path, monkeypatch):
+    from course_utils import results
+
+    monkeypatch.setenv("COURSE_RESULTS_DIR", str(tmp_path))
+    monkeypatch.setenv("COURSE_PROFILE", "fast")
+    results.record("gan", {"dataset": "mnist", "fid": 12.5, "train_seconds": 3.0})
+    results.record("vae", {"dataset": "mnist", "fid": 20.0})
+    collected = benchmark.collect_quality(tmp_path)
+    assert [r["kind"] for r in collected] == ["vae", "gan"]  # course order, not alphabetical
+    assert collected[1]["fid"] == 12.5 and collected[1]["profile"] == "fast"
