@@ -51,7 +51,7 @@ def train_classifier(train: ImageData, epochs: int, seed: int = 0, checkpoint=No
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     history = fit(
         lambda batch: classifier_step(model, optimizer, batch),
-        train.loader(batch_size=64, seed=seed),
+        train.loader(batch_size=128, seed=seed),
         epochs,
         desc="training the critic",
         checkpoint=checkpoint,
@@ -76,7 +76,7 @@ def get_classifier(data: ImageData, verbose: bool = True) -> Classifier:
             return _frozen(model)
     train = load_dataset(data.name, "train", verbose=False)
     test = load_dataset(data.name, "test", verbose=False)
-    epochs = config.by_profile(full=4, fast=1) * (4 if train.image_shape[-1] < 16 else 1)
+    epochs = config.by_profile(full=3, fast=1) * (4 if train.image_shape[-1] < 16 else 1)
     train = train.subset(config.by_profile(full=None, fast=3000))
     model, history = train_classifier(train, epochs, checkpoint=path)
     test_accuracy = accuracy(model, test)

@@ -24,14 +24,14 @@ class Classifier(nn.Module):
             raise ValueError(f"image height and width must be divisible by 4, got {height}x{width}")
         self.image_shape = tuple(image_shape)
         self.conv = nn.Sequential(
-            nn.Conv2d(channels, 32, 3, padding=1),
+            nn.Conv2d(channels, 16, 3, padding=1),
             nn.ReLU(),
             nn.MaxPool2d(2),  # H/2
-            nn.Conv2d(32, 64, 3, padding=1),
+            nn.Conv2d(16, 32, 3, padding=1),
             nn.ReLU(),
             nn.MaxPool2d(2),  # H/4
         )
-        self.to_features = nn.Sequential(nn.Flatten(), nn.Linear(64 * (height // 4) * (width // 4), feature_dim), nn.ReLU())
+        self.to_features = nn.Sequential(nn.Flatten(), nn.Linear(32 * (height // 4) * (width // 4), feature_dim), nn.ReLU())
         self.head = nn.Linear(feature_dim, n_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
