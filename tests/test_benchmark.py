@@ -104,3 +104,25 @@ def test_collects_what_results_record_writes(tmp_path, monkeypatch):
     collected = benchmark.collect_quality(tmp_path)
     assert [r["kind"] for r in collected] == ["vae", "gan"]  # course order, not alphabetical
     assert collected[1]["fid"] == 12.5 and collected[1]["profile"] == "fast"
+
+
+def test_table_orders_models_puts_the_floor_last_and_shows_other_figures():
+    quality = [
+        {"kind": "charmodel", "dataset": "texts", "train_seconds": 9.0, "bits_per_char": 2.125},
+        {"kind": "real", "dataset": "mnist", "mean_confidence": 0.99, "fid": 0.5, "note": "held-out floor"},
+        {"kind": "diffusion", "dataset": "mnist", "fid": 7.0},
+    ]
+    report = {
+        "profile": "full",
+        "date_utc": "now",
+        "machine": {"cpu": "Test CPU", "logical_cores": 2, "torch": "2.x", "torch_threads": 2},
+        "notebooks": [],
+        "total_wall_s": 0.0,
+        "quality": benchmark.order_quality(quality),
+    }
+    table = benchmark.markdown_report(report)
+    assert "Machine: Test CPU, 2 logical cores; Python None, torch 2.x (2 threads)" in table
+    assert "| charmodel | texts | 9.0 | - | - | - | - | bits_per_char 2.125 |" in table
+    assert "| real held-out images (floor) | mnist | - | - | 0.990 | - | 0.50 | held-out floor |" in table
+    assert "MNIST was not available" not in table
+    assert table.index("| diffusion |") < table.index("| charmodel |") < table.index("| real held-out")

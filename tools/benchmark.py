@@ -167,12 +167,17 @@ def collect_quality(results_dir: Path) -> list[dict]:
             continue
         record.setdefault("kind", path.stem)
         records.append(record)
+    return order_quality(records)
 
-    def order(record: dict) -> tuple:
+
+def order_quality(records: list[dict]) -> list[dict]:
+    """Records in course order (autoencoder, vae, gan, diffusion, text model, others), real-image floors last."""
+
+    def key(record: dict) -> tuple:
         kind = str(record.get("kind"))
         return (kind == "real", KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER), kind)
 
-    return sorted(records, key=order)
+    return sorted(records, key=key)
 
 
 def real_floors(quality: list[dict], env: dict[str, str]) -> list[dict]:
@@ -218,6 +223,20 @@ def _fmt(value, spec: str) -> str:
     return str(value)
 
 
+_NOT_FIGURES = {"kind", "profile", "note", "dataset", "data", "data_set", "dataset_name"}
+
+
+def _other_figures(record: dict) -> str:
+    """Figures a record carries beyond the standard columns (e.g. a text model's bits per character), as text."""
+    standard = {key for key, _, _ in QUALITY_COLUMNS} | _NOT_FIGURES
+    parts = []
+    for key, value in record.items():
+        if key in standard or isinstance(value, (list, dict)):
+            continue
+        parts.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
+    return ", ".join(parts) + ("; " if parts and record.get("note") else "")
+
+
 def markdown_report(report: dict) -> str:
     """The report as markdown: machine, the notebook table, the quality table."""
     m = report["machine"]
@@ -251,12 +270,12 @@ def markdown_report(report: dict) -> str:
     if not quality:
         lines.append("No notebook in this run recorded quality figures.")
     else:
-        header = ["model", "data set"] + [title for _, title, _ in QUALITY_COLUMNS] + ["note"]
+        header = ["model", "data set"] + [title for _, title, _ in QUALITY_COLUMNS] + ["other figures, note"]
         lines += ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * len(QUALITY_COLUMNS) + "---|"]
         for rec in quality:
             kind = "real held-out images (floor)" if rec.get("kind") == "real" else str(rec.get("kind"))
             cells = [kind, _dataset_of(rec)] + [_fmt(rec.get(key), spec) for key, _, spec in QUALITY_COLUMNS]
-            cells.append(str(rec.get("note", "")).replace("|", "\\|"))
+            cells.append(_other_figures(rec) + str(rec.get("note", "")).replace("|", "\\|"))
             lines.append("| " + " | ".join(cells) + " |")
         datasets = {_dataset_of(r) for r in quality}
         if not any(name.startswith("mnist") or name.startswith("fashion") for name in datasets):
