@@ -1,0 +1,199 @@
+"""Autoencoders and variational autoencoders, in plain PyTorch.
+
+Four models, two ideas:
+
+* :class:`Autoencoder` and :class:`ConvAutoencoder` squeeze a picture into a short code
+  (``encode``) and rebuild it (``decode``): the "compressor robot".
+* :class:`VAE` and :class:`ConvVAE` encode a picture into a *cloud* of codes, a Gaussian with
+  mean ``mu`` and log-variance ``logvar``, draw one code from it with the reparameterization
+  trick and decode it: the "master forger", who can also invent new codes.
+
+Every model takes the image shape and the latent size as arguments, so the same class works on
+28x28 MNIST and on the 8x8 digits. Decoders end in a sigmoid: they return pixels in ``[0, 1]``,
+the convention of :mod:`course_utils.data`, which is also what the BCE loss expects.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+ImageShape = tuple[int, int, int]
+
+
+def _check_shape(image_shape: ImageShape, latent_dim: int) -> ImageShape:
+    image_shape = tuple(int(s) for s in image_shape)
+    if len(image_shape) != 3 or min(image_shape) <= 0:
+        raise ValueError(f"image_shape must be (channels, height, width), e.g. (1, 28, 28); got {image_shape}")
+    if latent_dim <= 0:
+        raise ValueError(f"latent_dim must be a positive integer, got {latent_dim}")
+    return image_shape  # type: ignore[return-value]
+
+
+def _check_conv_shape(image_shape: ImageShape) -> None:
+    _, height, width = image_shape
+    if height % 4 or width % 4:
+        raise ValueError(
+            f"the convolutional models halve the picture twice, so height and width must be multiples of 4; "
+            f"got {height}x{width} (28x28 and 8x8 both work; use the MLP model for other sizes)"
+        )
+
+
+def _mlp_encoder(image_shape: ImageShape, hidden_dim: int, out_dim: int) -> nn.Sequential:
+    """Flatten the picture, then one hidden layer: pixels -> hidden -> out."""
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(math.prod(image_shape), hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, out_dim)
+    )
+
+
+def _mlp_decoder(image_shape: ImageShape, hidden_dim: int, latent_dim: int) -> nn.Sequential:
+    """The mirror image: code -> hidden -> pixels, reshaped to a picture, squashed into [0, 1]."""
+    return nn.Sequential(
+        nn.Linear(latent_dim, hidden_dim),
+        nn.ReLU(),
+        nn.Linear(hidden_dim, math.prod(image_shape)),
+        nn.Unflatten(1, image_shape),
+        nn.Sigmoid(),
+    )
+
+
+def _conv_encoder(image_shape: ImageShape, channels: int, out_dim: int) -> nn.Sequential:
+    """Two stride-2 convolutions (28 -> 14 -> 7, or 8 -> 4 -> 2), then a linear layer to ``out_dim``."""
+    c, h, w = image_shape
+    return nn.Sequential(
+        nn.Conv2d(c, channels, kernel_size=4, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(channels, 2 * channels, kernel_size=4, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(2 * channels * (h // 4) * (w // 4), out_dim),
+    )
+
+
+def _conv_decoder(image_shape: ImageShape, channels: int, latent_dim: int) -> nn.Sequential:
+    """The mirror image: a linear layer to a small feature map, then two transposed convolutions that double it."""
+    c, h, w = image_shape
+    return nn.Sequential(
+        nn.Linear(latent_dim, 2 * channels * (h // 4) * (w // 4)),
+        nn.ReLU(),
+        nn.Unflatten(1, (2 * channels, h // 4, w // 4)),
+        nn.ConvTranspose2d(2 * channels, channels, kernel_size=4, stride=2, padding=1),
+        nn.ReLU(),
+        nn.ConvTranspose2d(channels, c, kernel_size=4, stride=2, padding=1),
+        nn.Sigmoid(),
+    )
+
+
+# --------------------------------------------------------------------------- autoencoders
+
+
+class Autoencoder(nn.Module):
+    """The compressor robot: pixels -> 128 -> 32 numbers (the code) -> 128 -> pixels.
+
+    ``encode(x)`` gives the code ``z`` (N x latent_dim); ``decode(z)`` gives pictures in [0, 1].
+    """
+
+    def __init__(self, image_shape: ImageShape = (1, 28, 28), latent_dim: int = 32, hidden_dim: int = 128) -> None:
+        super().__init__()
+        self.image_shape = _check_shape(image_shape, latent_dim)
+        self.latent_dim = latent_dim
+        self.encoder = _mlp_encoder(self.image_shape, hidden_dim, latent_dim)  # squish
+        self.decoder = _mlp_decoder(self.image_shape, hidden_dim, latent_dim)  # stretch
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Squish and stretch: pictures in [0, 1] (the same as calling the model)."""
+        return self(x)
+
+
+class ConvAutoencoder(Autoencoder):
+    """The same compressor with convolutions: it looks at neighbouring pixels together."""
+
+    def __init__(self, image_shape: ImageShape = (1, 28, 28), latent_dim: int = 32, channels: int = 32) -> None:
+        nn.Module.__init__(self)
+        self.image_shape = _check_shape(image_shape, latent_dim)
+        _check_conv_shape(self.image_shape)
+        self.latent_dim = latent_dim
+        self.encoder = _conv_encoder(self.image_shape, channels, latent_dim)
+        self.decoder = _conv_decoder(self.image_shape, channels, latent_dim)
+
+
+# --------------------------------------------------------------------------- variational autoencoders
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Draw ``z ~ N(mu, exp(logvar))`` as ``mu + std * eps`` with ``eps ~ N(0, I)``.
+
+    The randomness lives in ``eps``, outside the network, so gradients flow through ``mu`` and
+    ``logvar``. ``std = exp(0.5 * logvar)`` because the standard deviation is the square root of
+    the variance: ``sqrt(exp(logvar)) = exp(logvar / 2)``.
+    """
+    std = torch.exp(0.5 * logvar)
+    eps = torch.randn_like(std)
+    return mu + std * eps
+
+
+class VAE(nn.Module):
+    """The master forger: pixels -> 400 -> (mu, logvar) of a 20-d Gaussian; a code drawn from it -> 400 -> pixels.
+
+    The encoder has two heads. ``fc_mu`` gives the centre of the cloud of codes; ``fc_logvar`` gives
+    the *logarithm* of its variance, any real number, so the variance ``exp(logvar)`` is always positive.
+    ``forward`` returns ``(reconstruction, mu, logvar)`` for one code drawn from each cloud (the loss
+    needs that draw); ``reconstruct`` decodes ``mu`` itself, without dice, for the sharpest picture.
+    """
+
+    def __init__(self, image_shape: ImageShape = (1, 28, 28), latent_dim: int = 20, hidden_dim: int = 400) -> None:
+        super().__init__()
+        self.image_shape = _check_shape(image_shape, latent_dim)
+        self.latent_dim = latent_dim
+        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(self.image_shape), hidden_dim), nn.ReLU())
+        self.fc_mu = nn.Linear(hidden_dim, latent_dim)
+        self.fc_logvar = nn.Linear(hidden_dim, latent_dim)
+        self.decoder = _mlp_decoder(self.image_shape, hidden_dim, latent_dim)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The cloud of codes for each picture: ``(mu, logvar)``, each N x latent_dim."""
+        h = self.encoder(x)
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """One code per picture drawn from its cloud (see :func:`reparameterize`)."""
+        return reparameterize(mu, logvar)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encode(x)
+        z = self.reparameterize(mu, logvar)
+        return self.decode(z), mu, logvar
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Decode the centre of each picture's cloud (no dice): pictures in [0, 1]."""
+        return self.decode(self.encode(x)[0])
+
+
+class ConvVAE(VAE):
+    """The same forger with convolutions: a conv encoder gives a feature vector, two linear heads give mu and logvar."""
+
+    def __init__(
+        self, image_shape: ImageShape = (1, 28, 28), latent_dim: int = 20, channels: int = 32, hidden_dim: int = 256
+    ) -> None:
+        nn.Module.__init__(self)
+        self.image_shape = _check_shape(image_shape, latent_dim)
+        _check_conv_shape(self.image_shape)
+        self.latent_dim = latent_dim
+        self.encoder = nn.Sequential(_conv_encoder(self.image_shape, channels, hidden_dim), nn.ReLU())
+        self.fc_mu = nn.Linear(hidden_dim, latent_dim)
+        self.fc_logvar = nn.Linear(hidden_dim, latent_dim)
+        self.decoder = _conv_decoder(self.image_shape, channels, latent_dim)
