@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
-from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 try:  # psutil is a dev dependency; without it we fall back to /proc on Linux
     import psutil
@@ -182,7 +180,7 @@ def _cpu_seconds(pid: int) -> float | None:
         return None
 
 
-def _kernel_pid(client: NotebookClient) -> int | None:
+def _kernel_pid(client) -> int | None:
     provisioner = getattr(client.km, "provisioner", None)
     pid = getattr(provisioner, "pid", None)
     if pid is None:
@@ -220,6 +218,9 @@ def run_notebook(
     ends at the first error; otherwise it continues past errors and collects them all. Errors in cells tagged
     ``raises-exception`` are expected and not counted. A timeout or a dead kernel always ends the run as failed.
     """
+    from nbclient import NotebookClient  # imported here: listing notebooks should not pay for it
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
     if isinstance(notebook, (str, Path)):
         path = Path(notebook)
         nb = nbformat.read(path, as_version=4)
