@@ -1,0 +1,114 @@
+"""Fixtures of the browser suite: one JupyterLab server and one headless Chromium for the whole session.
+
+Run it with ``pytest -m browser tests/browser`` (the default ``pytest`` run leaves it out: it takes minutes).
+Without Chromium the suite is skipped with one line saying how to install it, except in CI (``CI=true``), where a
+missing browser is a failure: CI must never pass without having looked.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyterlab_driver import (
+    INSTALL_HINT,
+    PROJECT_ROOT,
+    LabServer,
+    chromium_version,
+    lab_server,
+    launch_chromium,
+    missing_browser,
+    port_is_free,
+    process_group_alive,
+)
+
+SCREENSHOT_DIR = PROJECT_ROOT / "build" / "screenshots"
+_skip_reason: list[str] = []
+
+
+def in_ci() -> bool:
+    """True when the environment says this is CI (``CI=true``, as GitHub Actions and most CI services set)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+@pytest.fixture(scope="session")
+def browser_available() -> None:
+    """Skip (locally) or fail (in CI) when Chromium or Playwright is missing."""
+    reason = missing_browser()
+    if reason is None:
+        return
+    if in_ci():
+        pytest.fail(f"CI=true and {reason}: the browser suite must run in CI; {INSTALL_HINT}", pytrace=False)
+    _skip_reason[:] = [reason]
+    pytest.skip(f"{reason}; {INSTALL_HINT}")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The one line a developer without Chromium sees about the skipped browser suite."""
+    if _skip_reason:
+        terminalreporter.write_line(f"browser suite skipped: {_skip_reason[0]}; {INSTALL_HINT}", yellow=True)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    if missing_browser() is None and any("browser" in str(arg) for arg in config.args + [config.option.markexpr]):
+        return [f"browser: {chromium_version()}"]
+    return []
+
+
+@pytest.fixture(scope="session")
+def lab(browser_available: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    """JupyterLab serving the project root (so notebooks open at ``/lab/tree/notebooks/<name>.ipynb``)."""
+    work_dir = tmp_path_factory.mktemp("jupyterlab")
+    with lab_server(PROJECT_ROOT, work_dir) as server:
+        yield server
+    # The context manager has killed the server's process group; make sure nothing outlived it.
+    assert not process_group_alive(server.process.pid), "JupyterLab or one of its kernels outlived the test session"
+    assert port_is_free(server.port), f"port {server.port} is still taken after JupyterLab was stopped"
+
+
+@pytest.fixture(scope="session")
+def chromium(browser_available: None) -> Iterator[Any]:
+    """Headless Debian Chromium driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="session")
+def browser_context(chromium: Any) -> Iterator[Any]:
+    """One browser profile for the session, so JupyterLab's scripts load from the cache after the first page."""
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
+    context.set_default_timeout(60_000)
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def page(browser_context: Any, lab: LabServer) -> Iterator[Any]:
+    """A fresh JupyterLab tab; afterwards its kernels are stopped and its open tabs forgotten."""
+    tab = browser_context.new_page()
+    try:
+        yield tab
+    finally:
+        tab.close()
+        lab.reset_workspaces()
+        # Stopping a kernel takes seconds; the next test need not wait for it (kernels that are left over die with
+        # the server's process group at the end of the session).
+        threading.Thread(target=lab.shutdown_kernels, daemon=True).start()
+
+
+@pytest.fixture(scope="session")
+def screenshot_dir() -> Path:
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOT_DIR

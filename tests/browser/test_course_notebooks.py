@@ -1,0 +1,100 @@
+"""The course notebooks in a real browser: what a student sees in JupyterLab after "Run All", in the fast profile.
+
+Every notebook in ``notebooks/`` with a cell tagged ``widget`` is opened at the path the Binder badge uses
+(``/lab/tree/notebooks/<name>.ipynb``), run from JupyterLab's own run-all command and inspected: no error output,
+widgets render as live controls, moving a slider changes its picture, figures are images and progress bars are bars.
+Screenshots land in ``build/screenshots/<notebook>/``.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from jupyterlab_driver import PROJECT_ROOT, LabServer, cell_output_area, inspect_notebook
+
+pytestmark = pytest.mark.browser
+
+NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+# The widgets the course promises (COURSE_DESIGN): the VAE latent explorer and the diffusion timestep slider.
+REQUIRED_WIDGET_NOTEBOOKS = ("02_variational_autoencoder.ipynb", "05_diffusion.ipynb")
+NOTEBOOK_00 = "00_generative_vs_discriminative.ipynb"
+RUN_TIMEOUT_S = 240
+
+
+def widget_notebooks() -> list[Path]:
+    """Every notebook in ``notebooks/`` with at least one cell tagged ``widget``, in course order."""
+    found = []
+    for path in sorted(NOTEBOOK_DIR.glob("*.ipynb")):
+        notebook = nbformat.read(path, as_version=4)
+        if any("widget" in cell.get("metadata", {}).get("tags", []) for cell in notebook.cells):
+            found.append(path)
+    return found
+
+
+def binder_lab_path(notebook: str) -> str:
+    """The JupyterLab path the README's Binder badge opens for ``notebook`` (``lab/tree/notebooks/<notebook>``).
+
+    When the README has a mybinder.org link with a ``urlpath``, that path is used, so the test opens exactly what
+    the badge opens; it must then lead to a notebook that exists.
+    """
+    readme = PROJECT_ROOT / "README.md"
+    default = f"lab/tree/notebooks/{notebook}"
+    if not readme.exists():
+        return default
+    for url in re.findall(r"https://mybinder\.org/v2/[^\s)\"'>]+", readme.read_text()):
+        query = urllib.parse.parse_qs(urllib.parse.urlparse(url).query)
+        for urlpath in query.get("urlpath", []):
+            path = urllib.parse.unquote(urlpath).lstrip("/")
+            if path.endswith(notebook):
+                return path
+    return default
+
+
+def test_the_promised_widgets_are_found(browser_available: None) -> None:
+    names = [path.name for path in widget_notebooks()]
+    missing = [name for name in REQUIRED_WIDGET_NOTEBOOKS if name not in names]
+    assert not missing, f"no cell tagged 'widget' in {missing} (notebooks with widget cells: {names})"
+
+
+# Never an empty parameter set: pytest would skip it silently, and CI must not pass without having looked.
+@pytest.mark.parametrize(
+    "notebook", widget_notebooks() or [None], ids=lambda path: path.stem if path else "no-widget-notebook"
+)
+def test_widget_notebook_in_jupyterlab(notebook: Path | None, page: Any, lab: LabServer, screenshot_dir: Path) -> None:
+    assert notebook is not None, f"no notebook in {NOTEBOOK_DIR} has a cell tagged 'widget'"
+    report = inspect_notebook(page, lab, f"notebooks/{notebook.name}", screenshot_dir, run_timeout_s=RUN_TIMEOUT_S)
+    print(report.summary())
+    assert report.problems == [], report.summary()
+    assert report.counts.get("controls_moved", 0) >= 1, "no widget control was moved"
+    assert report.counts["figures"] >= 1, "the notebook shows no matplotlib figure"
+    assert report.counts["progress_bars"] >= 1, "training shows no tqdm.auto progress bar"
+
+
+# What the environment check prints: the PyTorch version and the device the course will use.
+ENVIRONMENT_CHECK = re.compile(r"(?is)(torch|pytorch).{0,80}\d+\.\d+.*\b(cpu|cuda|mps|device)\b")
+
+
+def test_notebook_00_shows_its_environment_check(page: Any, lab: LabServer, screenshot_dir: Path) -> None:
+    path = binder_lab_path(NOTEBOOK_00)
+    assert path.startswith("lab/tree/"), f"the Binder badge should open JupyterLab's tree path, not {path}"
+    relative = path.removeprefix("lab/tree/")
+    assert (lab.root / relative).is_file(), f"the Binder badge opens {path}, which does not exist"
+    report = inspect_notebook(page, lab, relative, screenshot_dir, run_timeout_s=RUN_TIMEOUT_S)
+    print(report.summary())
+    assert report.problems == [], report.summary()
+    checks = [
+        cell for cell in report.cells if any(ENVIRONMENT_CHECK.search(out["text"] or "") for out in cell["outputs"])
+    ]
+    assert checks, "no cell of notebook 00 shows the environment check (PyTorch version and device)"
+    index = checks[0]["index"]
+    area = cell_output_area(page, index)
+    shown = area.inner_text()
+    assert ENVIRONMENT_CHECK.search(shown), (
+        f"the environment check of cell {index} is not visible on the page: {shown!r}"
+    )
+    area.screenshot(path=str(screenshot_dir / Path(relative).stem / f"cell{index:02d}-environment-check.png"))
