@@ -1,0 +1,285 @@
+"""Diffusion models, the sculptor: noise schedules, the forward process and two samplers.
+
+The forward process adds Gaussian noise to an image in ``T`` small steps until only noise is
+left (the statue becomes a block of marble). A network learns to predict the noise that was
+added; running the process backwards with it chisels noise away until an image appears.
+
+Everything here is pure PyTorch and vectorised over the batch. Images live in ``[-1, 1]``
+(:func:`course_utils.data.to_signed`); timesteps are integers ``t = 0 .. T-1`` (index ``t``
+is the paper's step ``t + 1``). A model is any callable ``model(x_t, t) -> predicted noise``
+with ``x_t`` of shape ``N x C x H x W`` and ``t`` an int64 tensor of shape ``N``.
+
+References: Ho, Jain & Abbeel 2020, *Denoising Diffusion Probabilistic Models* (DDPM, eq. numbers
+below); Nichol & Dhariwal 2021, *Improved DDPM* (cosine schedule); Song, Meng & Ermon 2021,
+*Denoising Diffusion Implicit Models* (DDIM).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+NoisePredictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``model(x_t, t) -> eps_hat``: predicts the noise in ``x_t`` at integer timesteps ``t``."""
+
+SCHEDULES = ("linear", "cosine")
+
+
+# --------------------------------------------------------------------------- noise schedules
+
+
+def linear_betas(timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
+    """DDPM's linear schedule: ``beta_t`` grows linearly from ``beta_start`` to ``beta_end``.
+
+    The defaults are the paper's for ``T = 1000``; for another ``T`` both ends are scaled by
+    ``1000 / T`` so that the image is as fully destroyed at the end as with 1000 steps.
+    """
+    _check_timesteps(timesteps)
+    scale = 1000.0 / timesteps
+    return torch.linspace(beta_start * scale, min(beta_end * scale, 0.999), timesteps, dtype=torch.float64)
+
+
+def cosine_betas(timesteps: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
+    """Nichol & Dhariwal's cosine schedule: ``alpha_bar(t) = cos^2((t/T + s) / (1 + s) * pi/2)`` (their eq. 17).
+
+    It destroys the image more slowly at the start than the linear schedule, so fewer steps are
+    wasted on almost-pure noise. ``beta_t = 1 - alpha_bar_t / alpha_bar_{t-1}``, clipped at ``max_beta``.
+    """
+    _check_timesteps(timesteps)
+    steps = torch.arange(timesteps + 1, dtype=torch.float64) / timesteps
+    f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
+    alpha_bar = f / f[0]
+    return (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=max_beta)
+
+
+def _check_timesteps(timesteps: int) -> None:
+    if not isinstance(timesteps, int) or timesteps < 2:
+        raise ValueError(f"timesteps must be an integer >= 2, got {timesteps!r}")
+
+
+@dataclass(frozen=True)
+class NoiseSchedule:
+    """Every per-timestep coefficient the forward process and the samplers need (1-D tensors of length ``T``).
+
+    Build one with :func:`make_schedule`. Stored in float32; computed in float64.
+    """
+
+    betas: torch.Tensor
+    alphas: torch.Tensor
+    alpha_bar: torch.Tensor
+    alpha_bar_prev: torch.Tensor
+    posterior_variance: torch.Tensor
+    posterior_mean_coef_x0: torch.Tensor
+    posterior_mean_coef_xt: torch.Tensor
+    kind: str = "cosine"
+
+    @property
+    def timesteps(self) -> int:
+        """``T``, the number of noising steps."""
+        return self.betas.shape[0]
+
+    def __repr__(self) -> str:
+        return f"NoiseSchedule({self.kind}, T={self.timesteps}, alpha_bar from {self.alpha_bar[0]:.4f} to {self.alpha_bar[-1]:.2e})"
+
+
+def make_schedule(timesteps: int = 1000, kind: str = "cosine") -> NoiseSchedule:
+    """A :class:`NoiseSchedule` of ``timesteps`` steps, ``kind`` = ``'linear'`` or ``'cosine'``."""
+    if kind == "linear":
+        betas = linear_betas(timesteps)
+    elif kind == "cosine":
+        betas = cosine_betas(timesteps)
+    else:
+        raise ValueError(f"kind must be one of {SCHEDULES}, got {kind!r}")
+    alphas = 1 - betas  # alpha_t = 1 - beta_t
+    alpha_bar = torch.cumprod(alphas, dim=0)  # alpha_bar_t = prod_{s <= t} alpha_s (Ho eq. 4)
+    alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
+    # q(x_{t-1} | x_t, x_0) = N(posterior_mean, posterior_variance I) (Ho eq. 6-7)
+    posterior_variance = betas * (1 - alpha_bar_prev) / (1 - alpha_bar)
+    posterior_mean_coef_x0 = alpha_bar_prev.sqrt() * betas / (1 - alpha_bar)
+    posterior_mean_coef_xt = alphas.sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar)
+    values = [
+        betas,
+        alphas,
+        alpha_bar,
+        alpha_bar_prev,
+        posterior_variance,
+        posterior_mean_coef_x0,
+        posterior_mean_coef_xt,
+    ]
+    return NoiseSchedule(*(v.to(torch.float32) for v in values), kind=kind)
+
+
+def _at(coefficients: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Pick ``coefficients[t]`` for each image and shape it ``N x 1 x 1 x 1`` to broadcast over ``like``."""
+    values = coefficients.to(like.device)[t]
+    return values.view(-1, *([1] * (like.ndim - 1))).to(like.dtype)
+
+
+def _check_t(t: torch.Tensor, x: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
+    t = torch.as_tensor(t, device=x.device)
+    if t.ndim == 0:
+        t = t.expand(x.shape[0])
+    if t.dtype not in (torch.int64, torch.int32) or t.shape != (x.shape[0],):
+        raise ValueError(
+            f"t must be an integer tensor of shape ({x.shape[0]},) (one timestep per image), got {t.dtype} {tuple(t.shape)}"
+        )
+    if t.min() < 0 or t.max() >= schedule.timesteps:
+        raise ValueError(f"timesteps must lie in 0 .. {schedule.timesteps - 1}, got {int(t.min())} .. {int(t.max())}")
+    return t.long()
+
+
+# --------------------------------------------------------------------------- the forward process
+
+
+def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
+    """Jump straight to step ``t``: ``x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) noise`` (Ho eq. 4).
+
+    No need to add noise ``t`` times: the sum of Gaussian steps is one Gaussian with this closed form.
+    """
+    t = _check_t(t, x0, schedule)
+    if noise.shape != x0.shape:
+        raise ValueError(f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}")
+    alpha_bar = _at(schedule.alpha_bar, t, x0)
+    return alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise
+
+
+def predict_x0(x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
+    """Undo :func:`q_sample` given the noise: ``x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)`` (Ho eq. 15)."""
+    t = _check_t(t, x_t, schedule)
+    alpha_bar = _at(schedule.alpha_bar, t, x_t)
+    return (x_t - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
+
+
+def posterior_mean(x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
+    """Mean of ``q(x_{t-1} | x_t, x_0)``: ``coef_x0 * x_0 + coef_xt * x_t`` (Ho eq. 7)."""
+    t = _check_t(t, x_t, schedule)
+    return _at(schedule.posterior_mean_coef_x0, t, x_t) * x0 + _at(schedule.posterior_mean_coef_xt, t, x_t) * x_t
+
+
+# --------------------------------------------------------------------------- training
+
+
+def diffusion_loss(
+    model: NoisePredictor, x0: torch.Tensor, schedule: NoiseSchedule, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """DDPM's simple loss: ``|| eps - eps_hat(x_t, t) ||^2`` at a random ``t`` per image (Ho eq. 14).
+
+    ``x0`` holds clean images in ``[-1, 1]``. Predicting the noise is an easy, well-scaled
+    regression target at every ``t``, and knowing the noise is knowing the image (:func:`predict_x0`).
+    """
+    t = torch.randint(0, schedule.timesteps, (x0.shape[0],), device=x0.device, generator=generator)
+    noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
+    x_t = q_sample(x0, t, noise, schedule)
+    return F.mse_loss(model(x_t, t), noise)
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+@torch.no_grad()
+def ddpm_sample(
+    model: NoisePredictor,
+    shape: tuple[int, ...],
+    schedule: NoiseSchedule,
+    generator: torch.Generator | None = None,
+    clip: bool = True,
+    trajectory_every: int = 0,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """DDPM ancestral sampling (Ho Algorithm 2): ``T`` steps from pure noise to images in ``[-1, 1]``.
+
+    Each step predicts the noise, estimates ``x_0`` (clipped to ``[-1, 1]`` with ``clip``), takes the
+    posterior mean (eq. 7) and adds fresh noise of the posterior variance (none at the last step).
+    Returns ``(images, trajectory)``; the trajectory keeps ``x_t`` every ``trajectory_every`` steps (0: none).
+    """
+    x = torch.randn(shape, generator=generator, device=device)
+    trajectory = []
+    for step in reversed(range(schedule.timesteps)):
+        t = torch.full((shape[0],), step, dtype=torch.int64, device=device)
+        x0 = predict_x0(x, t, model(x, t), schedule)
+        if clip:
+            x0 = x0.clamp(-1, 1)
+        x = posterior_mean(x0, x, t, schedule)
+        if step > 0:  # x_{t-1} = mean + sigma_t z, sigma_t^2 = posterior variance (Ho eq. 7, Alg. 2)
+            z = torch.randn(shape, generator=generator, device=device)
+            x = x + _at(schedule.posterior_variance, t, x).sqrt() * z
+        if trajectory_every and (step % trajectory_every == 0):
+            trajectory.append(x.detach().cpu())
+    return x, trajectory
+
+
+def ddim_timesteps(schedule: NoiseSchedule, steps: int) -> torch.Tensor:
+    """``steps`` timesteps spread evenly from ``T-1`` down to 0, the path a DDIM sampler visits."""
+    if not isinstance(steps, int) or not 1 <= steps <= schedule.timesteps:
+        raise ValueError(f"steps must be an integer in 1 .. {schedule.timesteps}, got {steps!r}")
+    return torch.linspace(schedule.timesteps - 1, 0, steps).round().long().unique_consecutive()
+
+
+def ddim_step(
+    x_t: torch.Tensor,
+    eps: torch.Tensor,
+    alpha_bar_t: torch.Tensor | float,
+    alpha_bar_prev: torch.Tensor | float,
+    eta: float = 0.0,
+    noise: torch.Tensor | None = None,
+    clip: bool = True,
+) -> torch.Tensor:
+    """One DDIM jump from ``x_t`` to an earlier step whose noise level is ``alpha_bar_prev`` (Song eq. 12).
+
+    ``x_prev = sqrt(alpha_bar_prev) x0_hat + sqrt(1 - alpha_bar_prev - sigma^2) eps + sigma z``: point at the
+    predicted image, then put back just the noise the earlier step should have. ``eta = 0`` is deterministic.
+    """
+    alpha_bar_t = torch.as_tensor(alpha_bar_t, dtype=x_t.dtype, device=x_t.device)
+    alpha_bar_prev = torch.as_tensor(alpha_bar_prev, dtype=x_t.dtype, device=x_t.device)
+    x0_hat = (x_t - (1 - alpha_bar_t).sqrt() * eps) / alpha_bar_t.sqrt()
+    if clip:
+        x0_hat = x0_hat.clamp(-1, 1)
+        eps = (x_t - alpha_bar_t.sqrt() * x0_hat) / (1 - alpha_bar_t).sqrt()  # the noise that matches the clipped x0
+    sigma = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev)).sqrt()
+    x_prev = alpha_bar_prev.sqrt() * x0_hat + (1 - alpha_bar_prev - sigma**2).clamp(min=0).sqrt() * eps
+    if eta > 0:
+        if noise is None:
+            raise ValueError("eta > 0 needs a noise tensor z")
+        x_prev = x_prev + sigma * noise
+    return x_prev
+
+
+@torch.no_grad()
+def ddim_sample(
+    model: NoisePredictor,
+    shape: tuple[int, ...],
+    schedule: NoiseSchedule,
+    steps: int = 20,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    clip: bool = True,
+    return_trajectory: bool = False,
+    device: torch.device | str = "cpu",
+    x_T: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """DDIM sampling (Song et al. eq. 12) in ``steps`` network calls instead of ``T``; images in ``[-1, 1]``.
+
+    With ``eta = 0`` the only randomness is the starting noise ``x_T`` (pass it in, or it is drawn
+    with ``generator``), so the same seed gives the same images. Returns ``(images, trajectory)``,
+    the trajectory holding ``x_t`` before each step and the final images when ``return_trajectory``.
+    """
+    x = torch.randn(shape, generator=generator, device=device) if x_T is None else x_T.to(device)
+    if tuple(x.shape) != tuple(shape):
+        raise ValueError(f"x_T has shape {tuple(x.shape)}, expected {tuple(shape)}")
+    timesteps = ddim_timesteps(schedule, steps).tolist()
+    trajectory = []
+    for i, step in enumerate(timesteps):
+        if return_trajectory:
+            trajectory.append(x.detach().cpu())
+        t = torch.full((shape[0],), step, dtype=torch.int64, device=device)
+        eps = model(x, t)
+        alpha_bar_prev = schedule.alpha_bar[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.tensor(1.0)
+        noise = torch.randn(shape, generator=generator, device=device) if eta > 0 else None
+        x = ddim_step(x, eps, schedule.alpha_bar[step], alpha_bar_prev, eta=eta, noise=noise, clip=clip)
+    if return_trajectory:
+        trajectory.append(x.detach().cpu())
+    return x, trajectory
