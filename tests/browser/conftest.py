@@ -7,6 +7,7 @@ missing browser is a failure: CI must never pass without having looked.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import threading
 from collections.abc import Iterator
@@ -54,9 +55,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    if missing_browser() is None and any("browser" in str(arg) for arg in config.args + [config.option.markexpr]):
-        return [f"browser: {chromium_version()}"]
-    return []
+    """Name the browser and JupyterLab the suite drives (shown when the run is aimed at tests/browser)."""
+    if missing_browser() is not None:
+        return []
+    versions = {name: importlib.metadata.version(name) for name in ("jupyterlab", "ipywidgets", "playwright")}
+    return [f"browser: {chromium_version()}; " + ", ".join(f"{k} {v}" for k, v in versions.items())]
 
 
 @pytest.fixture(scope="session")

@@ -362,10 +362,12 @@ class NotebookReport:
     screenshots: list[Path] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # worth a look, not failures: stderr text, browser console errors
 
     def summary(self) -> str:
         lines = [f"{self.path}: {len(self.problems)} problem(s); seen: {self.counts}; seconds: {self.seconds}"]
         lines += [f"  - {problem}" for problem in self.problems]
+        lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -373,14 +375,19 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def open_notebook(page: Any, server: LabServer, rel_path: str, timeout_s: float = 120.0) -> None:
-    """Open ``rel_path`` at ``/lab/tree/<rel_path>`` and wait until its kernel is started and idle."""
+def open_notebook(page: Any, server: LabServer, rel_path: str, timeout_s: float = 120.0) -> float:
+    """Open ``rel_path`` at ``/lab/tree/<rel_path>`` and wait until its kernel is started and idle.
+
+    Returns the seconds JupyterLab took to show the notebook (the rest of the wait is the kernel starting).
+    """
+    start = time.monotonic()
     page.goto(server.url(f"lab/tree/{rel_path}"), wait_until="domcontentloaded", timeout=timeout_s * 1000)
     page.wait_for_function(
         f"(path) => window.jupyterapp && {_PANEL} && {_PANEL}.context && {_PANEL}.context.path === path",
         arg=rel_path,
         timeout=timeout_s * 1000,
     )
+    shown = time.monotonic() - start
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         # A notebook without kernel metadata asks the student to pick one: accept the default as a student would.
@@ -392,7 +399,7 @@ def open_notebook(page: Any, server: LabServer, rel_path: str, timeout_s: float 
             "return !!k && k.status === 'idle' && k.connectionStatus === 'connected'; }"
         )
         if ready:
-            return
+            return shown
         time.sleep(0.25)
     raise TimeoutError(f"the kernel of {rel_path} was not idle {timeout_s:.0f} s after opening it")
 
@@ -444,9 +451,12 @@ def inspect_notebook(
     report = NotebookReport(rel_path)
     notebook_file = server.root / rel_path
     digest = _sha256(notebook_file)
+    console: list[str] = []
+    page.on("pageerror", lambda error: console.append(f"uncaught error in the page: {error}"))
+    page.on("console", lambda message: console.append(message.text) if message.type == "error" else None)
     start = time.monotonic()
-    open_notebook(page, server, rel_path)
-    report.seconds["open"] = round(time.monotonic() - start, 1)
+    report.seconds["show"] = round(open_notebook(page, server, rel_path), 1)
+    report.seconds["kernel"] = round(time.monotonic() - start - report.seconds["show"], 1)
 
     start = time.monotonic()
     state = run_all_cells(page, run_timeout_s)
@@ -470,6 +480,11 @@ def inspect_notebook(
     when = "after moving a control"
     _check_kernel_messages(report, state["kernelErrors"][seen_errors:], state["kernelStderr"][seen_stderr:], when)
     report.seconds["checks"] = round(time.monotonic() - start, 1)
+    for cell in report.cells:
+        for out in cell["outputs"]:
+            if out["type"] == "stream" and out["name"] == "stderr" and (out["text"] or "").strip():
+                report.notes.append(f"cell {cell['index']} prints to stderr: {out['text'].strip()[:160]!r}")
+    report.notes += [f"browser console: {text[:200]}" for text in console if re.search(r"(?i)widget|model|view", text)]
     if _sha256(notebook_file) != digest:
         report.problems.append(f"{rel_path} changed on disk while JupyterLab had it open (autosave must stay off)")
     return report
