@@ -117,5 +117,6 @@ def _check_compatible(path: Path, name: str, module: Any, saved: dict) -> None:
         if tuple(tensor.shape) != tuple(theirs[key].shape):
             raise CheckpointMismatchError(
                 f"{path}: {name!r} ({cls}) parameter {key!r} has shape {tuple(theirs[key].shape)} in the file "
-                f"but {tuple(tensor.shape)} in the model: it was built with other sizes (latent size, width, image size?)"
+                f"but {tuple(tensor.shape)} in the model: it was built with other sizes "
+                "(latent size, width, image size?)"
             )

@@ -39,7 +39,16 @@ CLASS_NAMES = {
     "mnist": [str(d) for d in range(10)],
     "digits": [str(d) for d in range(10)],
     "fashion-mnist": [
-        "T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+        "T-shirt",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
     ],
 }
 
@@ -69,9 +78,7 @@ class ImageData:
         if self.images.ndim != 4 or self.images.shape[1] != 1:
             raise ValueError(f"images must be N x 1 x H x W, got shape {tuple(self.images.shape)}")
         if self.labels.shape != (self.images.shape[0],):
-            raise ValueError(
-                f"labels must have shape ({self.images.shape[0]},), got {tuple(self.labels.shape)}"
-            )
+            raise ValueError(f"labels must have shape ({self.images.shape[0]},), got {tuple(self.labels.shape)}")
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -103,9 +110,7 @@ class ImageData:
         return f"ImageData({self.name}: {len(self)} images of 1x{h}x{w} in [0, 1], from {self.source})"
 
 
-def make_loader(
-    *tensors: torch.Tensor, batch_size: int, shuffle: bool = True, seed: int = 0
-) -> DataLoader:
+def make_loader(*tensors: torch.Tensor, batch_size: int, shuffle: bool = True, seed: int = 0) -> DataLoader:
     """A DataLoader over in-memory tensors that yields whole batches at once.
 
     It indexes each tensor with a batch of indices (no per-image Python work, much faster than
@@ -180,7 +185,10 @@ def _choose_auto() -> tuple[str, str]:
         _download_torchvision("mnist", config.data_dir(), train=True)
         return "mnist", "MNIST was downloaded"
     except DataUnavailableError:
-        return "digits", "MNIST is not on disk and could not be downloaded (offline?), so the bundled 8x8 digits are used"
+        return (
+            "digits",
+            "MNIST is not on disk and could not be downloaded (offline?), so the bundled 8x8 digits are used",
+        )
 
 
 def _load_digits(split: str) -> ImageData:

@@ -32,7 +32,9 @@ def check(title: str, test: Callable[[], None]) -> bool:
     try:
         test()
     except NotImplementedError:
-        print(f"⏳ {title}: not implemented yet. Write your code in place of `raise NotImplementedError()` and run again.")
+        print(
+            f"⏳ {title}: not implemented yet. Write your code in place of `raise NotImplementedError()` and run again."
+        )
         return False
     except ExerciseError as error:
         raise ExerciseError(f"❌ {title}: {error}") from None
@@ -56,14 +58,14 @@ def expect_shape(tensor: Any, shape: Sequence[int], what: str) -> None:
         raise ExerciseError(f"{what} should have shape {tuple(shape)}, but it has shape {actual}.")
 
 
-def expect_close(
-    actual: Any, expected: Any, what: str, hint: str = "", atol: float = 1e-5, rtol: float = 1e-4
-) -> None:
+def expect_close(actual: Any, expected: Any, what: str, hint: str = "", atol: float = 1e-5, rtol: float = 1e-4) -> None:
     """Fail unless ``actual`` matches ``expected`` (same shape, values within tolerance)."""
     got = _to_tensor(actual, what).to(torch.float64)
     want = _to_tensor(expected, what).to(torch.float64)
     if got.shape != want.shape:
-        raise ExerciseError(f"{what} should have shape {tuple(want.shape)}, but it has shape {tuple(got.shape)}. {hint}")
+        raise ExerciseError(
+            f"{what} should have shape {tuple(want.shape)}, but it has shape {tuple(got.shape)}. {hint}"
+        )
     if not torch.isfinite(got).all():
         raise ExerciseError(f"{what} contains NaN or infinity. {hint}".strip())
     if not torch.allclose(got, want, atol=atol, rtol=rtol):

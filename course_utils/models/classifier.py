@@ -31,7 +31,9 @@ class Classifier(nn.Module):
             nn.ReLU(),
             nn.MaxPool2d(2),  # H/4
         )
-        self.to_features = nn.Sequential(nn.Flatten(), nn.Linear(32 * (height // 4) * (width // 4), feature_dim), nn.ReLU())
+        self.to_features = nn.Sequential(
+            nn.Flatten(), nn.Linear(32 * (height // 4) * (width // 4), feature_dim), nn.ReLU()
+        )
         self.head = nn.Linear(feature_dim, n_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+from course_utils import config
+
+
+def test_profile_defaults_to_full(monkeypatch):
+    monkeypatch.delenv("COURSE_PROFILE", raising=False)
+    assert config.profile() == "full"
+    assert config.by_profile(full=10, fast=1) == 10
+
+
+def test_fast_profile_picks_fast_numbers(monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "FAST")
+    assert config.is_fast()
+    assert config.by_profile(full=10, fast=1) == 1
+
+
+def test_unknown_profile_lists_the_valid_ones(monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "turbo")
+    with pytest.raises(ValueError, match="full, fast"):
+        config.profile()
+
+
+def test_seed_everything_repeats_random_numbers():
+    generator = config.seed_everything(3)
+    first = (torch.rand(3), torch.rand(2, generator=generator))
+    generator = config.seed_everything(3)
+    second = (torch.rand(3), torch.rand(2, generator=generator))
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+    with pytest.raises(ValueError):
+        config.seed_everything(-1)
+
+
+def test_device_is_cpu_here_and_can_be_forced(monkeypatch):
+    monkeypatch.delenv("COURSE_DEVICE", raising=False)
+    expected = "cuda" if torch.cuda.is_available() else None
+    assert config.device().type in ({expected} if expected else {"cpu", "mps"})
+    monkeypatch.setenv("COURSE_DEVICE", "cpu")
+    assert config.device() == torch.device("cpu")
+    monkeypatch.setenv("COURSE_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="cpu, cuda, mps"):
+        config.device()
+
+
+def test_folders_follow_environment_variables(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "d"))
+    monkeypatch.setenv("COURSE_CHECKPOINT_DIR", str(tmp_path / "c"))
+    assert config.data_dir() == tmp_path / "d" and (tmp_path / "d").is_dir()
+    assert config.checkpoint_dir() == tmp_path / "c" and (tmp_path / "c").is_dir()

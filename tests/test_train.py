@@ -1,0 +1,101 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from course_utils import data
+from course_utils.train import History, NonFiniteLossError, fit
+
+
+def regression_problem(seed=0):
+    torch.manual_seed(seed)
+    x = torch.randn(64, 3)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5]])
+    model = nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def step(batch):
+        inputs, targets = batch
+        loss = ((model(inputs) - targets) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss.item()}
+
+    return model, optimizer, step, data.make_loader(x, y, batch_size=16, seed=seed)
+
+
+def test_fit_learns_and_records_steps_and_epoch_means():
+    _, _, step, loader = regression_problem()
+    history = fit(step, loader, epochs=5)
+    assert len(history.steps["loss"]) == 20 and len(history.epochs["loss"]) == 5
+    assert history.epochs["loss"][0] == pytest.approx(sum(history.steps["loss"][:4]) / 4)
+    assert history.epochs["loss"][-1] < 0.1 * history.epochs["loss"][0]
+    assert history.n_epochs == 5 and history.seconds > 0
+
+
+def test_fit_stops_on_nan_with_advice():
+    calls = []
+
+    def step(batch):
+        calls.append(1)
+        return {"loss": float("nan") if len(calls) == 3 else 1.0}
+
+    with pytest.raises(NonFiniteLossError, match="loss became nan at epoch 1, step 3.*smaller learning rate"):
+        fit(step, [0] * 5, epochs=1)
+
+
+def test_fit_checkpoints_every_epoch_and_resumes(tmp_path, capsys):
+    model, optimizer, step, loader = regression_problem()
+    path = tmp_path / "run.pt"
+    fit(step, loader, epochs=2, checkpoint=path, modules={"model": model, "optimizer": optimizer})
+    weights_after_two = model.weight.detach().clone()
+
+    # A new process would rebuild the objects: resuming continues from epoch 2 with the saved weights.
+    model2, optimizer2, step2, loader2 = regression_problem(seed=1)
+    history = fit(step2, loader2, epochs=3, checkpoint=path, modules={"model": model2, "optimizer": optimizer2})
+    assert "Resuming" in capsys.readouterr().out
+    assert len(history.epochs["loss"]) == 3 and len(history.steps["loss"]) == 12
+    assert not torch.equal(model2.weight, weights_after_two)  # it trained one more epoch from there
+
+    history = fit(step2, loader2, epochs=3, checkpoint=path, modules={"model": model2, "optimizer": optimizer2})
+    assert "nothing to do" in capsys.readouterr().out and history.n_epochs == 3
+
+
+def test_budget_limits_end_training_early():
+    _, _, step, loader = regression_problem()
+    assert len(fit(step, loader, epochs=10, max_steps=6).steps["loss"]) == 6
+    assert len(fit(step, loader, epochs=1000, max_seconds=0.0).steps["loss"]) == 1
+
+
+def test_interrupt_keeps_what_was_learned(capsys):
+    def step(batch):
+        if batch == 2:
+            raise KeyboardInterrupt
+        return {"loss": 1.0}
+
+    history = fit(step, [0, 1, 2, 3], epochs=1)
+    assert history.steps["loss"] == [1.0, 1.0] and "Interrupted" in capsys.readouterr().out
+
+
+def test_epoch_hook_sees_the_history_and_bad_arguments_are_refused():
+    seen = []
+    fit(lambda b: {"loss": 2.0}, [0, 1], epochs=2, on_epoch_end=lambda e, h: seen.append((e, h.epochs["loss"][-1])))
+    assert seen == [(0, 2.0), (1, 2.0)]
+    with pytest.raises(ValueError, match="modules"):
+        fit(lambda b: {}, [0], epochs=1, checkpoint="x.pt")
+    with pytest.raises(TypeError, match="dict"):
+        fit(lambda b: 1.0, [0], epochs=1)
+
+
+def test_history_round_trips_through_a_dict():
+    history = History()
+    history.log_step({"a": torch.tensor(1.0)})
+    history.log_step({"a": 3.0})
+    history.end_epoch()
+    again = History.from_dict(history.to_dict())
+    assert again.epochs == {"a": [2.0]} and again.last("a") == 3.0
+    with pytest.raises(KeyError, match="logged keys"):
+        again.last("b")
+    assert not math.isnan(again.seconds)
