@@ -90,3 +90,81 @@ def vae_loss(
 def negative_elbo(x_hat: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """The negative ELBO in nats per image (BCE summed over pixels + KL), averaged over the batch."""
     return vae_loss(x_hat, x, mu, logvar, beta=1.0, kind="bce").loss
+
+
+# =========================================================================== GANs
+#
+# The discriminator D returns a *logit* l for each picture; D(x) = sigmoid(l) is its belief that x is
+# real. The GAN game (Goodfellow et al. 2014, eq. 1) in words: D wants D(x) -> 1 on real pictures and
+# D(G(z)) -> 0 on fakes; G wants D(G(z)) -> 1. The same game can be written three ways:
+#
+# * naive: -log(D(x)) on probabilities, exactly as textbooks print it. In float32, sigmoid(17) rounds
+#   to 1.0 and sigmoid(-104) to 0.0, and then log(0) = -inf: the loss becomes inf and the gradient NaN.
+# * stable: the same numbers computed from the logits with BCEWithLogits, which uses
+#   log(sigmoid(l)) = -softplus(-l) and never takes log(0).
+# * for G, two different objectives: the original "saturating" minimax loss log(1 - D(G(z))), whose
+#   gradient vanishes exactly when D confidently rejects the fakes (early in training), and the
+#   "non-saturating" loss -log(D(G(z))) (the paper's own fix), whose gradient is largest then.
+
+
+def _check_probabilities(p: torch.Tensor, what: str) -> None:
+    if p.numel() and (p.min() < 0 or p.max() > 1):
+        raise ValueError(
+            f"{what} must be probabilities in [0, 1]; got values in [{p.min().item():.3g}, {p.max().item():.3g}]. "
+            "The naive losses take sigmoid outputs: pass torch.sigmoid(logits), or use the stable losses on logits."
+        )
+
+
+def discriminator_loss_naive(real_prob: torch.Tensor, fake_prob: torch.Tensor) -> torch.Tensor:
+    """The textbook critic loss on probabilities: ``-mean(log D(x)) - mean(log(1 - D(G(z))))``.
+
+    Numerically fragile: once ``D(x)`` rounds to 0 (or ``D(G(z))`` to 1), ``log(0) = -inf`` and the loss is
+    ``inf``. Shown for teaching; train with :func:`discriminator_loss`.
+    """
+    _check_probabilities(real_prob, "real_prob")
+    _check_probabilities(fake_prob, "fake_prob")
+    return -(torch.log(real_prob).mean() + torch.log(1 - fake_prob).mean())
+
+
+def generator_loss_naive(fake_prob: torch.Tensor) -> torch.Tensor:
+    """The textbook (non-saturating) artist loss on probabilities: ``-mean(log D(G(z)))``.
+
+    Fragile for the same reason: when the critic is sure a fake is fake, ``D(G(z))`` rounds to 0 and the
+    loss is ``inf`` (its gradient NaN). Train with :func:`generator_loss`.
+    """
+    _check_probabilities(fake_prob, "fake_prob")
+    return -torch.log(fake_prob).mean()
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, real_label: float = 1.0) -> torch.Tensor:
+    """The critic loss, stable, on logits: BCE(real pictures -> label 1) + BCE(fakes -> label 0).
+
+    Equal to :func:`discriminator_loss_naive` on ``sigmoid(logits)`` wherever that one is finite.
+    ``real_label`` below 1 (e.g. 0.9) is *one-sided label smoothing*: the critic is asked to be only
+    90% sure of real pictures, which keeps it from growing over-confident and starving the artist.
+    """
+    if not 0.5 < real_label <= 1.0:
+        raise ValueError(f"real_label must be in (0.5, 1], e.g. 1.0 or 0.9 for label smoothing; got {real_label}")
+    real_loss = F.binary_cross_entropy_with_logits(real_logits, torch.full_like(real_logits, real_label))
+    fake_loss = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+    return real_loss + fake_loss
+
+
+def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """The artist loss used in practice: non-saturating and stable, ``-mean(log D(G(z)))`` from logits.
+
+    It is BCE with the label "real" (1) on the fakes: the artist is rewarded for making the critic say
+    "real". Its gradient with respect to a logit is ``sigmoid(l) - 1``: close to -1 when the critic
+    rejects the fake with confidence, so the artist learns fastest when it is worst.
+    """
+    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
+def generator_loss_saturating(fake_logits: torch.Tensor) -> torch.Tensor:
+    """The original minimax artist loss, ``mean(log(1 - D(G(z))))`` (to minimise), computed stably.
+
+    ``log(1 - sigmoid(l)) = -softplus(l)``. Its gradient with respect to a logit is ``-sigmoid(l)``, which
+    vanishes when the critic confidently rejects the fakes (``l`` very negative): early in training the
+    artist gets almost no signal. That is why everyone uses :func:`generator_loss` instead.
+    """
+    return -F.softplus(fake_logits).mean()

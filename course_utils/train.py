@@ -322,8 +322,8 @@ def train_gan(
             kept.append((epoch + 1, to_unit(model.generator(fixed_noise)).cpu()))
         model.train()
         if checkpoint is not None:
-            epochs_done = torch.tensor([e for e, _ in kept])
-            torch.save({"epochs": epochs_done, "pictures": torch.stack([p for _, p in kept])}, snapshot_path(checkpoint))
+            saved = {"epochs": torch.tensor([e for e, _ in kept]), "pictures": torch.stack([p for _, p in kept])}
+            torch.save(saved, snapshot_path(checkpoint))
         if on_epoch_end is not None:
             on_epoch_end(epoch, history)
 

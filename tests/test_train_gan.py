@@ -1,0 +1,103 @@
+"""The GAN training step, loop and sampler: repeatable, resumable, and doing what the text says."""
+
+import copy
+
+import pytest
+import torch
+
+from course_utils import data, losses
+from course_utils.models import make_gan
+from course_utils.train import gan_step, make_gan_optimizers, sample_gan, snapshot_path, train_gan
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load_dataset("digits", limit=96, verbose=False)
+
+
+def test_gan_step_plays_one_round_in_order():
+    torch.manual_seed(0)
+    model = make_gan("mlp", (1, 8, 8), latent_dim=5)
+    before = copy.deepcopy(model)
+    opt_g, opt_d = make_gan_optimizers(model, lr_g=1e-3, lr_d=1e-3)
+    real = torch.rand(16, 1, 8, 8) * 2 - 1
+
+    torch.manual_seed(1)
+    values = gan_step(model, opt_g, opt_d, real)
+    assert set(values) == {"d_loss", "g_loss", "D(x)", "D(G(z))"}
+
+    # Reference for the critic's half, from the untouched copy and the same noise.
+    torch.manual_seed(1)
+    z = torch.randn(16, 5)
+    fake = before.generator(z)
+    real_logits, fake_logits = before.discriminator(real), before.discriminator(fake)
+    expected = losses.discriminator_loss(real_logits, fake_logits)
+    assert values["d_loss"] == pytest.approx(expected.item(), rel=1e-5)
+    assert values["D(x)"] == pytest.approx(torch.sigmoid(real_logits).mean().item(), rel=1e-5)
+    assert values["D(G(z))"] == pytest.approx(torch.sigmoid(fake_logits).mean().item(), rel=1e-5)
+    # Both players moved.
+    for new, old in ((model.generator, before.generator), (model.discriminator, before.discriminator)):
+        assert any(not torch.equal(a, b) for a, b in zip(new.parameters(), old.parameters(), strict=True))
+
+
+def test_critic_step_never_moves_the_artist():
+    torch.manual_seed(0)
+    model = make_gan("mlp", (1, 8, 8), latent_dim=5)
+    generator_before = copy.deepcopy(model.generator)
+    opt_d = torch.optim.SGD(model.discriminator.parameters(), lr=0.1)
+    opt_g = torch.optim.SGD(model.generator.parameters(), lr=0.0)  # a frozen artist
+    values = gan_step(model, opt_g, opt_d, torch.rand(8, 1, 8, 8) * 2 - 1)
+    for a, b in zip(model.generator.parameters(), generator_before.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    # After the critic's update, the same real pictures look more real to it than before.
+    assert values["d_loss"] > 0
+
+
+def test_training_is_seeded_and_repeatable(digits):
+    kwargs = dict(epochs=2, kind="dcgan", channels=4, latent_dim=8, batch_size=32)
+    _, first = train_gan(digits, seed=3, **kwargs)
+    _, second = train_gan(digits, seed=3, **kwargs)
+    _, other = train_gan(digits, seed=4, **kwargs)
+    assert len(first.steps["g_loss"]) == 2 * 3  # 96 images / 32 per batch, 2 epochs
+    assert first.steps == second.steps
+    assert first.steps != other.steps
+    assert set(first.epochs) == {"d_loss", "g_loss", "D(x)", "D(G(z))"}
+
+
+def test_checkpoint_resume_and_snapshots(digits, tmp_path):
+    path = tmp_path / "gan.pt"
+    kwargs = dict(kind="mlp", latent_dim=4, batch_size=48, n_snapshot=6, checkpoint=path)
+    snaps: list = []
+    model, history = train_gan(digits, epochs=2, snapshots=snaps, **kwargs)
+    assert [epoch for epoch, _ in snaps] == [1, 2]
+    assert snaps[0][1].shape == (6, 1, 8, 8) and 0 <= snaps[0][1].min() and snaps[0][1].max() <= 1
+    assert path.exists() and snapshot_path(path).exists()
+
+    # A second call loads the finished run: same weights, same history, snapshots restored.
+    again: list = []
+    loaded, loaded_history = train_gan(digits, epochs=2, snapshots=again, **kwargs)
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    assert loaded_history.epochs == history.epochs
+    assert [e for e, _ in again] == [1, 2]
+    torch.testing.assert_close(again[1][1], snaps[1][1])
+
+    # Asking for more epochs resumes after epoch 2.
+    more: list = []
+    _, longer = train_gan(digits, epochs=3, snapshots=more, **kwargs)
+    assert [e for e, _ in more] == [1, 2, 3]
+    assert len(longer.epochs["g_loss"]) == 3
+
+
+def test_sample_gan_is_seeded_in_unit_range_and_keeps_the_mode():
+    torch.manual_seed(0)
+    model = make_gan("dcgan", (1, 8, 8), latent_dim=6, channels=4)
+    model.train()
+    a, b, c = sample_gan(model, 10, seed=1), sample_gan(model, 10, seed=1), sample_gan(model, 10, seed=2)
+    assert a.shape == (10, 1, 8, 8) and a.device.type == "cpu"
+    assert 0 <= a.min() and a.max() <= 1
+    torch.testing.assert_close(a, b)
+    assert not torch.equal(a, c)
+    assert model.training  # restored
+    with pytest.raises(TypeError, match="GAN"):
+        sample_gan(model.generator, 3)
