@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_utils import config
-from course_utils.checkpoints import checkpoint_path, load_checkpoint
+from course_utils.checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
 from course_utils.data import ImageData, load_dataset
 from course_utils.models.classifier import Classifier
 from course_utils.train import History, fit
@@ -83,12 +83,17 @@ def get_classifier(data: ImageData, verbose: bool = True) -> Classifier:
     train = train.subset(config.by_profile(full=None, fast=3000))
     model, history = train_classifier(train, epochs, checkpoint=path)
     test_accuracy = accuracy(model, test)
-    from course_utils.checkpoints import save_checkpoint  # re-save with the accuracy recorded
-
     save_checkpoint(path, {"model": model}, epoch=epochs, history=history.to_dict(), test_accuracy=test_accuracy)
     if verbose:
         print(f"Critic trained on {len(train)} {data.name} images: test accuracy {test_accuracy:.1%}; saved to {path}.")
     return _frozen(model)
+
+
+def save_classifier(model: Classifier, data: ImageData, test_accuracy: float) -> None:
+    """Keep ``model`` as the course's classifier for ``data`` (what :func:`get_classifier` loads later)."""
+    if tuple(model.image_shape) != tuple(data.image_shape):
+        raise ValueError(f"the model takes {model.image_shape} images but the data has {data.image_shape}")
+    save_checkpoint(checkpoint_path("critic", data), {"model": model}, epoch=0, test_accuracy=float(test_accuracy))
 
 
 def _frozen(model: Classifier) -> Classifier:

@@ -2,7 +2,10 @@
 
 from course_utils.models.autoencoder import VAE, Autoencoder, ConvAutoencoder, ConvVAE
 from course_utils.models.classifier import Classifier
+from course_utils.models.gaussian import GaussianArtist
 from course_utils.models.gan import GAN, ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator, make_gan
+from course_utils.models.text import CharGRU
+from course_utils.models.unet import UNet
 
 __all__ = [
     "Autoencoder",
@@ -10,10 +13,13 @@ __all__ = [
     "VAE",
     "ConvVAE",
     "Classifier",
+    "GaussianArtist",
     "GAN",
     "MLPGenerator",
     "MLPDiscriminator",
     "ConvGenerator",
     "ConvDiscriminator",
     "make_gan",
+    "CharGRU",
+    "UNet",
 ]
