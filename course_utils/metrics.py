@@ -230,24 +230,32 @@ def kid(
 # --------------------------------------------------------------------------- precision and recall
 
 
-def _pairwise_distances(x: torch.Tensor, y: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+def _pairwise_distances(x: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
     """Euclidean distances between every row of ``x`` and every row of ``y`` (``N x M``), in chunks of rows."""
     return torch.cat([torch.cdist(x[i : i + chunk], y) for i in range(0, x.shape[0], chunk)])
 
 
-def knn_radii(features: torch.Tensor, k: int) -> torch.Tensor:
+def knn_radii(features: torch.Tensor, k: int, chunk: int = 1024) -> torch.Tensor:
     """Distance from each row to its ``k``-th nearest *other* row: the radius of its ball on the manifold."""
     if not 1 <= k < features.shape[0]:
         raise ValueError(f"k must be between 1 and N - 1 = {features.shape[0] - 1}, got {k}")
-    distances = _pairwise_distances(features, features)
-    # The smallest distance of each row is to itself (0), so the k-th neighbour sits at position k.
-    return distances.kthvalue(k + 1, dim=1).values
+    # The smallest distance of each row is to itself (0), so the k-th neighbour sits at position k + 1.
+    # Rows go in chunks so that memory stays at chunk x N, not N x N.
+    return torch.cat(
+        [
+            torch.cdist(features[i : i + chunk], features).kthvalue(k + 1, dim=1).values
+            for i in range(0, features.shape[0], chunk)
+        ]
+    )
 
 
-def _coverage(manifold: torch.Tensor, radii: torch.Tensor, queries: torch.Tensor) -> float:
+def _coverage(manifold: torch.Tensor, radii: torch.Tensor, queries: torch.Tensor, chunk: int = 1024) -> float:
     """Fraction of ``queries`` that fall inside at least one ball (centre ``manifold[i]``, radius ``radii[i]``)."""
-    inside = _pairwise_distances(queries, manifold) <= radii[None, :]
-    return float(inside.any(dim=1).double().mean())
+    inside = [
+        (torch.cdist(queries[i : i + chunk], manifold) <= radii[None, :]).any(dim=1)
+        for i in range(0, queries.shape[0], chunk)
+    ]
+    return float(torch.cat(inside).double().mean())
 
 
 def precision_recall(

@@ -242,3 +242,11 @@ def test_inception_preprocess_shape_and_normalisation():
     torch.testing.assert_close(out[0, :, 100, 100], expected)
     with pytest.raises(ValueError, match="N x 1 x H x W"):
         metrics.inception_preprocess(torch.ones(2, 2, 8, 8))
+
+
+def test_knn_radii_and_coverage_do_not_depend_on_the_chunk_size():
+    feats = torch.randn(50, 3, generator=torch.Generator().manual_seed(13), dtype=torch.float64)
+    queries = torch.randn(30, 3, generator=torch.Generator().manual_seed(14), dtype=torch.float64)
+    radii = metrics.knn_radii(feats, k=2, chunk=7)
+    torch.testing.assert_close(radii, metrics.knn_radii(feats, k=2, chunk=1024))
+    assert metrics._coverage(feats, radii, queries, chunk=4) == metrics._coverage(feats, radii, queries, chunk=1024)
