@@ -1,6 +1,7 @@
 """pytest configuration shared by the unit tests and nbval.
 
-nbval runs every notebook cell; cells tagged ``gpu`` need a CUDA GPU and are skipped without one.
+nbval runs every notebook cell; cells tagged ``gpu`` need a CUDA GPU and are skipped without one, and cells
+tagged ``online`` need the optional `transformers` package and the model hub (notebook 07) and are skipped otherwise.
 Such cells define nothing that later cells use, so skipping them never breaks a notebook.
 """
 
@@ -25,3 +26,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if not torch.cuda.is_available():
             for item in gpu_tagged:
                 item.add_marker(pytest.mark.skip(reason="cell tagged 'gpu' and no CUDA GPU is available"))
+    online_tagged = [item for item in items if "online" in _cell_tags(item)]
+    if online_tagged:
+        from course_utils.text import pretrained_status
+
+        ok, reason = pretrained_status()  # transformers installed and the model hub reachable (asked once)
+        if not ok:
+            for item in online_tagged:
+                item.add_marker(pytest.mark.skip(reason=f"cell tagged 'online': {reason}"))

@@ -17,12 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from course_utils import config, losses
 from course_utils.checkpoints import load_checkpoint, save_checkpoint
 from course_utils.data import ImageData, to_signed, to_unit
 from course_utils.models.gan import GAN, make_gan
+from course_utils.models.text import CharGRU
+from course_utils.text import TextData, Vocab, generate, text_loader
 
 
 class NonFiniteLossError(RuntimeError):
@@ -341,3 +345,86 @@ def train_gan(
     )
     model.eval()
     return model, history
+
+
+# =========================================================================== Character model (text, notebook 07)
+
+
+def charmodel_checkpoint_path(data: TextData, hidden_size: int = 256) -> Path:
+    """Where notebook 07 keeps its character model, e.g. ``checkpoints/charmodel-roman-plays-h256-full.pt``."""
+    return config.checkpoint_dir() / f"charmodel-{data.name}-h{hidden_size}-{config.profile()}.pt"
+
+
+def charmodel_step(
+    model: CharGRU, optimizer: torch.optim.Optimizer, windows: torch.Tensor, clip: float = 1.0
+) -> dict[str, float]:
+    """One optimisation step on a batch of ``B x (T + 1)`` character windows.
+
+    Every position predicts the character that follows it, so the targets are the inputs shifted
+    by one. The loss is the mean of -ln P(next character | all before it): the chain rule's
+    factors, one per position. ``bits_per_char`` is the same number in bits (divided by ln 2).
+    """
+    inputs, targets = windows[:, :-1], windows[:, 1:]
+    logits, _state = model(inputs)  # B x T x vocab: scores for the character after each position
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    optimizer.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), clip)  # a recurrent net's gradients can explode: cap their size
+    optimizer.step()
+    return {"loss": loss.item(), "bits_per_char": loss.item() / math.log(2)}
+
+
+def train_charmodel(
+    data: TextData,
+    *,
+    epochs: int,
+    seed: int = 0,
+    seq_len: int = 128,
+    batch_size: int = 64,
+    embed_dim: int = 32,
+    hidden_size: int = 256,
+    dropout: float = 0.1,
+    lr: float = 3e-3,
+    checkpoint: str | Path | None = None,
+    max_steps: int | None = None,
+    max_seconds: float | None = None,
+) -> tuple[CharGRU, History]:
+    """Train a :class:`CharGRU` on ``data.train_ids`` with :func:`charmodel_step` inside :func:`fit`.
+
+    One epoch reads the training text once, in windows of ``seq_len`` characters. With
+    ``checkpoint`` (e.g. :func:`charmodel_checkpoint_path`) the run is saved after every epoch and
+    resumed, or simply loaded, by the next call. Returns the model (in eval mode) and its history
+    (``loss`` in nats and ``bits_per_char``, per step and per epoch).
+    """
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    config.seed_everything(seed)
+    device = config.device()
+    model = CharGRU(len(data.vocab), embed_dim, hidden_size, dropout=dropout).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def step(batch: tuple[torch.Tensor]) -> dict[str, float]:
+        (windows,) = batch
+        return charmodel_step(model, optimizer, windows.to(device))
+
+    history = fit(
+        step,
+        text_loader(data.train_ids, seq_len, batch_size, shuffle=True, seed=seed),
+        epochs,
+        desc="char model",
+        checkpoint=checkpoint,
+        modules={"model": model, "optimizer": optimizer},
+        max_steps=max_steps,
+        max_seconds=max_seconds,
+    )
+    model.eval()
+    return model, history
+
+
+def sample_charmodel(
+    model: CharGRU, vocab: Vocab, n: int, seed: int = 0, length: int = 300, prompt: str = "", temperature: float = 0.8
+) -> list[str]:
+    """``n`` new passages of ``length`` characters after ``prompt`` (see :func:`course_utils.text.generate`)."""
+    return generate(
+        model, vocab, prompt, max_new_tokens=length, num_return_sequences=n, temperature=temperature, seed=seed
+    )
