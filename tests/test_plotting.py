@@ -80,3 +80,18 @@ def test_latent_scatter_projects_codes_with_more_than_two_dimensions():
     assert fig.axes[0].get_xlabel() == "z[0]"
     with pytest.raises(ValueError, match="labels"):
         plotting.plot_latent_scatter(z, labels[:10])
+
+
+def test_plot_probabilities_draws_an_image_and_bars_per_sample():
+    probs = torch.softmax(torch.randn(3, 10), dim=1)
+    fig = plotting.plot_probabilities(torch.rand(3, 1, 8, 8), probs, title="critic")
+    assert len(fig.axes) == 6
+    bars = fig.axes[3].patches  # the bottom row holds the bar charts
+    assert len(bars) == 10
+    with pytest.raises(ValueError, match="one row per image"):
+        plotting.plot_probabilities(torch.rand(3, 1, 8, 8), probs[:2])
+
+
+def test_show_source_returns_highlighted_code():
+    code = plotting.show_source(plotting.image_grid)
+    assert "def image_grid" in code.data

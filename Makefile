@@ -1,0 +1,60 @@
+# Generative Models, hands-on: every command a student, instructor or CI needs.
+# Each target creates the local virtual environment (.venv) first when it is missing or out of date.
+
+PYTHON  ?= python3
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+PROFILE ?= full
+NOTEBOOK ?=
+
+.PHONY: help install lab test test-unit test-notebooks lint format course student benchmark clean
+
+help:
+	@echo "make lab        open the course in JupyterLab (installs first)"
+	@echo "make test       the whole test suite: lint, unit tests, browser tests, every notebook under nbval"
+	@echo "make course     execute every notebook into HTML under build/html (PROFILE=fast for a quick build)"
+	@echo "make student    generate the student notebooks under build/student and build/EXERCISES.md"
+	@echo "make benchmark  time, memory and sample quality of every notebook (PROFILE=fast, NOTEBOOK=05)"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed, found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+lab: install
+	$(VENV)/bin/jupyter lab notebooks/00_generative_vs_discriminative.ipynb
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: install
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+test-unit: install
+	$(PY) -m pytest tests
+
+# Fresh checkpoint and results folders: the notebooks train from scratch, as on a student's first run.
+test-notebooks: install
+	tmp=$$(mktemp -d) && COURSE_PROFILE=fast COURSE_CHECKPOINT_DIR=$$tmp/checkpoints COURSE_RESULTS_DIR=$$tmp/results \
+		$(PY) -m pytest --nbval-lax --nbval-current-env notebooks; status=$$?; rm -rf $$tmp; exit $$status
+
+test: lint test-unit test-notebooks
+
+course: install
+	$(PY) tools/build_course.py --profile $(PROFILE) $(if $(NOTEBOOK),--notebook $(NOTEBOOK))
+
+student: install
+	$(PY) tools/make_student.py $(if $(NOTEBOOK),--notebook $(NOTEBOOK))
+
+benchmark: install
+	$(PY) tools/benchmark.py --profile $(PROFILE) $(if $(NOTEBOOK),--notebook $(NOTEBOOK))
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache
