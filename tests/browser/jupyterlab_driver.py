@@ -125,7 +125,7 @@ def process_group_alive(pgid: int) -> bool:
 # (no windowing, so off-screen widgets exist and can be screenshotted), and no news or update checks.
 LAB_SETTINGS = {
     "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
-    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none", "recordTiming": True},
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"checkForUpdates": False, "fetchNews": "false"},
     "@jupyterlab/extensionmanager-extension/plugin.jupyterlab-settings": {"enabled": False},
 }
@@ -312,23 +312,26 @@ def launch_chromium(playwright: Any) -> Any:
 
 _PANEL = "window.jupyterapp.shell.currentWidget"
 
-_JS_START_RUN_ALL = """() => {
+_JS_RUN = """({command, index}) => {
   const panel = window.jupyterapp.shell.currentWidget;
-  const kernel = panel.sessionContext.session.kernel;
-  window.__course = {done: false, result: null, failure: null, kernelErrors: [], kernelStderr: [],
-                    commMessagesHandled: 0};
-  // Errors the kernel reports outside a cell (for example in a widget callback) never reach a cell's outputs.
-  kernel.iopubMessage.connect((_, msg) => {
-    const parent = (msg.parent_header || {}).msg_type;
-    if (msg.header.msg_type === 'status' && parent === 'comm_msg' && msg.content.execution_state === 'idle') {
-      window.__course.commMessagesHandled += 1;  // a control's change reached the kernel and was handled
-    } else if (msg.header.msg_type === 'error') {
-      window.__course.kernelErrors.push({parent, ename: msg.content.ename, evalue: msg.content.evalue});
-    } else if (msg.header.msg_type === 'stream' && msg.content.name === 'stderr' && parent !== 'execute_request') {
-      window.__course.kernelStderr.push({parent, text: msg.content.text.slice(0, 2000)});
-    }
-  });
-  window.jupyterapp.commands.execute('notebook:run-all-cells').then(
+  if (!window.__course) {
+    window.__course = {done: false, result: null, failure: null, kernelErrors: [], kernelStderr: [],
+                       commMessagesHandled: 0};
+    // Errors the kernel reports outside a cell (for example in a widget callback) never reach a cell's outputs.
+    panel.sessionContext.session.kernel.iopubMessage.connect((_, msg) => {
+      const parent = (msg.parent_header || {}).msg_type;
+      if (msg.header.msg_type === 'status' && parent === 'comm_msg' && msg.content.execution_state === 'idle') {
+        window.__course.commMessagesHandled += 1;  // a control's change reached the kernel and was handled
+      } else if (msg.header.msg_type === 'error') {
+        window.__course.kernelErrors.push({parent, ename: msg.content.ename, evalue: msg.content.evalue});
+      } else if (msg.header.msg_type === 'stream' && msg.content.name === 'stderr' && parent !== 'execute_request') {
+        window.__course.kernelStderr.push({parent, text: msg.content.text.slice(0, 2000)});
+      }
+    });
+  }
+  Object.assign(window.__course, {done: false, result: null, failure: null});
+  if (index !== null) panel.content.activeCellIndex = index;
+  window.jupyterapp.commands.execute(command).then(
     (result) => { window.__course.done = true; window.__course.result = result; },
     (error) => { window.__course.done = true; window.__course.failure = String(error); });
 }"""
@@ -347,7 +350,12 @@ _JS_CELLS = """() => {
       return {type: out.output_type, mimes: Object.keys(data), name: out.name || null, ename: out.ename || null,
               evalue: out.evalue || null, text: text === null ? null : text.slice(0, 2000)};
     });
-    return {...base, executionCount: model.executionCount, state: model.executionState || null, outputs};
+    // With recordTiming on, JupyterLab stores when the kernel started and finished each cell.
+    const timing = model.getMetadata('execution') || {};
+    const began = Date.parse(timing['shell.execute_reply.started'] || timing['iopub.execute_input']);
+    const ended = Date.parse(timing['shell.execute_reply']);
+    const seconds = Number.isFinite(began) && Number.isFinite(ended) ? (ended - began) / 1000 : null;
+    return {...base, executionCount: model.executionCount, state: model.executionState || null, outputs, seconds};
   });
 }"""
 
@@ -367,6 +375,10 @@ class NotebookReport:
     def summary(self) -> str:
         lines = [f"{self.path}: {len(self.problems)} problem(s); seen: {self.counts}; seconds: {self.seconds}"]
         lines += [f"  - {problem}" for problem in self.problems]
+        timed = sorted((c for c in self.cells if c.get("seconds") is not None), key=lambda c: -c["seconds"])
+        if timed:
+            slowest = ", ".join(f"cell {c['index']} {c['seconds']:.1f} s" for c in timed[:4])
+            lines.append(f"  slowest cells: {slowest} (all cells: {sum(c['seconds'] for c in timed):.1f} s)")
         lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
@@ -406,13 +418,27 @@ def open_notebook(page: Any, server: LabServer, rel_path: str, timeout_s: float 
 
 def run_all_cells(page: Any, timeout_s: float) -> dict:
     """Run every cell with JupyterLab's ``notebook:run-all-cells`` and wait until it is done and the kernel idle."""
-    page.evaluate(_JS_START_RUN_ALL)
+    return _run_command(page, "notebook:run-all-cells", None, timeout_s)
+
+
+def run_cell(page: Any, index: int, timeout_s: float) -> dict:
+    """Run cell ``index`` alone (JupyterLab's ``notebook:run-cell``) and wait until the kernel is idle."""
+    return _run_command(page, "notebook:run-cell", index, timeout_s)
+
+
+def _run_command(page: Any, command: str, index: int | None, timeout_s: float) -> dict:
+    page.evaluate(_JS_RUN, {"command": command, "index": index})
     page.wait_for_function(
         f"() => window.__course.done && {_PANEL}.sessionContext.session.kernel.status === 'idle'",
         timeout=timeout_s * 1000,
         polling=250,
     )
     return page.evaluate("() => window.__course")
+
+
+def notebook_cells(page: Any) -> list[dict]:
+    """Every cell of the open notebook: index, type, tags, source, execution count, outputs (summarised), seconds."""
+    return page.evaluate(_JS_CELLS)
 
 
 def cell_output_area(page: Any, index: int) -> Any:
@@ -466,7 +492,7 @@ def inspect_notebook(
 
     start = time.monotonic()
     _wait_for_widgets_to_settle(page)
-    report.cells = page.evaluate(_JS_CELLS)
+    report.cells = notebook_cells(page)
     _check_cells_ran(report)
     _check_kernel_messages(report, state["kernelErrors"], state["kernelStderr"], "while running")
     seen_errors, seen_stderr = len(state["kernelErrors"]), len(state["kernelStderr"])
@@ -513,7 +539,10 @@ def _check_cells_ran(report: NotebookReport) -> None:
     for cell in report.cells:
         for out in cell["outputs"]:
             if out["type"] == "error":
-                report.problems.append(f"cell {cell['index']} shows an error: {out['ename']}: {out['evalue']}")
+                tagged = f" (tagged {', '.join(cell['tags'])})" if cell["tags"] else ""
+                report.problems.append(
+                    f"cell {cell['index']}{tagged} shows an error: {out['ename']}: {out['evalue'][:300]}"
+                )
 
 
 def _check_kernel_messages(report: NotebookReport, errors: list[dict], stderr: list[dict], when: str) -> None:
