@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from course_utils import config, losses
 from course_utils.checkpoints import load_checkpoint, save_checkpoint
 from course_utils.data import ImageData, to_signed, to_unit
+from course_utils.models.autoencoder import VAE, Autoencoder, ConvAutoencoder, ConvVAE
 from course_utils.models.gan import GAN, make_gan
 from course_utils.models.text import CharGRU
 from course_utils.text import TextData, Vocab, generate, text_loader
@@ -179,6 +180,255 @@ def _guard_finite(values: dict[str, float], epoch: int, step: int) -> None:
                 "were ruined. Usual fixes: a smaller learning rate, a numerically stable loss (logits + "
                 "BCEWithLogits instead of log(sigmoid)), or clamping a log-variance."
             )
+
+
+# =========================================================================== Autoencoders and VAEs
+
+
+def corrupt(
+    images: torch.Tensor, noise_std: float = 0.0, mask_size: int = 0, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """A damaged copy of ``images`` (in [0, 1]): Gaussian noise of ``noise_std`` added, and/or one
+    random ``mask_size`` x ``mask_size`` square per picture blanked out (set to 0, the background).
+
+    A denoising autoencoder learns to undo exactly this damage: damaged picture in, clean picture out.
+    """
+    if noise_std < 0 or mask_size < 0:
+        raise ValueError(f"noise_std and mask_size must be >= 0, got {noise_std} and {mask_size}")
+    n, _, height, width = images.shape
+    if mask_size > min(height, width):
+        raise ValueError(f"mask_size {mask_size} is larger than the {height}x{width} pictures")
+    damaged = images.clone()
+    if noise_std > 0:
+        noise = torch.randn(images.shape, generator=generator).to(images.device)
+        damaged = (damaged + noise_std * noise).clamp(0.0, 1.0)
+    if mask_size > 0:
+        top = torch.randint(0, height - mask_size + 1, (n,), generator=generator)
+        left = torch.randint(0, width - mask_size + 1, (n,), generator=generator)
+        for i in range(n):
+            damaged[i, :, top[i] : top[i] + mask_size, left[i] : left[i] + mask_size] = 0.0
+    return damaged
+
+
+def autoencoder_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    inputs: torch.Tensor | None = None,
+    kind: str = "bce",
+) -> dict[str, float]:
+    """One optimisation step of an autoencoder on a batch of pictures in [0, 1].
+
+    Squish and stretch ``inputs`` (the pictures themselves, or a damaged copy for a denoising
+    autoencoder), compare the result with the clean ``images``, and nudge the weights.
+    The loss is the reconstruction loss per picture (summed over its pixels), averaged over the batch.
+    """
+    x_hat = model(images if inputs is None else inputs)
+    loss = losses.reconstruction_loss(x_hat, images, kind).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return {"loss": loss.item()}
+
+
+def vae_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, beta: float = 1.0
+) -> dict[str, float]:
+    """One optimisation step of a VAE on a batch of pictures in [0, 1].
+
+    Encode each picture into its cloud ``(mu, logvar)``, draw one code from it (reparameterization),
+    decode it, and minimise reconstruction + ``beta`` x KL: with ``beta=1`` the negative ELBO.
+    """
+    x_hat, mu, logvar = model(images)
+    parts = losses.vae_loss(x_hat, images, mu, logvar, beta=beta)
+    optimizer.zero_grad()
+    parts.loss.backward()
+    optimizer.step()
+    return {"loss": parts.loss.item(), "reconstruction": parts.reconstruction.item(), "kl": parts.kl.item()}
+
+
+def make_autoencoder(kind: str, image_shape: tuple[int, int, int], latent_dim: int, width: int) -> nn.Module:
+    """An :class:`~course_utils.models.Autoencoder` (``kind='mlp'``, ``width`` hidden units) or a
+    :class:`~course_utils.models.ConvAutoencoder` (``kind='conv'``, ``width`` channels)."""
+    if kind == "mlp":
+        return Autoencoder(image_shape, latent_dim, hidden_dim=width)
+    if kind == "conv":
+        return ConvAutoencoder(image_shape, latent_dim, channels=width)
+    raise ValueError(f"kind must be 'mlp' or 'conv', got {kind!r}")
+
+
+def make_vae(kind: str, image_shape: tuple[int, int, int], latent_dim: int, width: int) -> VAE:
+    """A :class:`~course_utils.models.VAE` (``kind='mlp'``, ``width`` hidden units) or a
+    :class:`~course_utils.models.ConvVAE` (``kind='conv'``, ``width`` channels)."""
+    if kind == "mlp":
+        return VAE(image_shape, latent_dim, hidden_dim=width)
+    if kind == "conv":
+        return ConvVAE(image_shape, latent_dim, channels=width)
+    raise ValueError(f"kind must be 'mlp' or 'conv', got {kind!r}")
+
+
+def train_autoencoder(
+    data: ImageData,
+    *,
+    epochs: int,
+    seed: int = 0,
+    kind: str = "mlp",
+    latent_dim: int = 32,
+    width: int = 128,
+    noise_std: float = 0.0,
+    mask_size: int = 0,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    checkpoint: str | Path | None = None,
+    on_epoch_end: Callable[[int, History], None] | None = None,
+    max_steps: int | None = None,
+    max_seconds: float | None = None,
+    desc: str | None = None,
+) -> tuple[nn.Module, History]:
+    """Train an autoencoder on ``data`` with :func:`autoencoder_step` inside :func:`fit`; return ``(model, history)``.
+
+    ``kind``/``width``: see :func:`make_autoencoder`. With ``noise_std`` or ``mask_size`` it becomes a
+    denoising autoencoder: each batch is damaged afresh by :func:`corrupt` and the model must rebuild
+    the clean pictures. With ``checkpoint`` (e.g. ``checkpoints.checkpoint_path('autoencoder', data)``)
+    the run is saved after every epoch and resumed, or simply loaded, by the next call.
+    """
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    noise_generator = config.seed_everything(seed)
+    device = config.device()
+    model = make_autoencoder(kind, data.image_shape, latent_dim, width).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    denoising = noise_std > 0 or mask_size > 0
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+        images = batch[0].to(device)  # the labels are not used: the picture is its own target
+        inputs = corrupt(images, noise_std, mask_size, generator=noise_generator) if denoising else None
+        return autoencoder_step(model, optimizer, images, inputs)
+
+    history = fit(
+        step,
+        data.loader(batch_size, shuffle=True, seed=seed),
+        epochs,
+        desc=desc or ("denoising autoencoder" if denoising else "autoencoder"),
+        checkpoint=checkpoint,
+        modules={"model": model, "optimizer": optimizer},
+        on_epoch_end=on_epoch_end,
+        max_steps=max_steps,
+        max_seconds=max_seconds,
+    )
+    model.eval()
+    return model, history
+
+
+def train_vae(
+    data: ImageData,
+    *,
+    epochs: int,
+    seed: int = 0,
+    kind: str = "mlp",
+    latent_dim: int = 20,
+    width: int = 400,
+    beta: float = 1.0,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    checkpoint: str | Path | None = None,
+    on_epoch_end: Callable[[int, History], None] | None = None,
+    max_steps: int | None = None,
+    max_seconds: float | None = None,
+    desc: str | None = None,
+) -> tuple[VAE, History]:
+    """Train a VAE on ``data`` with :func:`vae_step` inside :func:`fit`; return ``(model, history)``.
+
+    ``kind``/``width``: see :func:`make_vae`; the defaults are the classic 784-400-20 MLP. The history
+    logs ``loss`` (reconstruction + ``beta`` x KL), ``reconstruction`` and ``kl`` in nats per image.
+    With ``checkpoint`` (e.g. ``checkpoints.checkpoint_path('vae', data)``) the run is saved after every
+    epoch and resumed, or simply loaded, by the next call.
+    """
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    config.seed_everything(seed)
+    device = config.device()
+    model = make_vae(kind, data.image_shape, latent_dim, width).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+        return vae_step(model, optimizer, batch[0].to(device), beta=beta)
+
+    history = fit(
+        step,
+        data.loader(batch_size, shuffle=True, seed=seed),
+        epochs,
+        desc=desc or (f"VAE (beta={beta:g})" if beta != 1 else "VAE"),
+        checkpoint=checkpoint,
+        modules={"model": model, "optimizer": optimizer},
+        on_epoch_end=on_epoch_end,
+        max_steps=max_steps,
+        max_seconds=max_seconds,
+    )
+    model.eval()
+    return model, history
+
+
+@torch.no_grad()
+def encode_images(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """The code of each picture (N x latent_dim, on the CPU): ``encode(x)`` for an autoencoder, ``mu`` for a VAE."""
+    model.eval()
+    device = next(model.parameters()).device
+    codes = []
+    for chunk in images.split(batch_size):
+        code = model.encode(chunk.to(device))
+        codes.append((code[0] if isinstance(code, tuple) else code).cpu())
+    return torch.cat(codes)
+
+
+@torch.no_grad()
+def evaluate_vae(
+    model: VAE, data: ImageData, beta: float = 1.0, seed: int = 0, batch_size: int = 500
+) -> dict[str, float]:
+    """The VAE loss on ``data`` (e.g. the test split), in nats per image: ``loss``, ``reconstruction``, ``kl``.
+
+    Each picture's code is drawn from its cloud with a seeded generator, as in training, so with
+    ``beta=1`` ``loss`` is a one-sample estimate of the negative ELBO, comparable with the training loss.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    totals = {"loss": 0.0, "reconstruction": 0.0, "kl": 0.0}
+    for chunk in data.images.split(batch_size):
+        images = chunk.to(device)
+        mu, logvar = model.encode(images)
+        eps = torch.randn(mu.shape, generator=generator).to(device)
+        x_hat = model.decode(mu + torch.exp(0.5 * logvar) * eps)
+        parts = losses.vae_loss(x_hat, images, mu, logvar, beta=beta)
+        for key, value in zip(totals, parts, strict=True):
+            totals[key] += value.item() * len(chunk)
+    return {key: value / len(data) for key, value in totals.items()}
+
+
+@torch.no_grad()
+def sample_vae(model: VAE, n: int, seed: int = 0) -> torch.Tensor:
+    """``n`` brand-new pictures: codes drawn from the prior N(0, I), decoded. A CPU tensor in [0, 1]."""
+    model.eval()
+    device = next(model.parameters()).device
+    z = torch.randn(n, model.latent_dim, generator=torch.Generator().manual_seed(seed))
+    return model.decode(z.to(device)).cpu()
+
+
+@torch.no_grad()
+def sample_autoencoder(model: nn.Module, n: int, seed: int = 0, like: torch.Tensor | None = None) -> torch.Tensor:
+    """Use a plain autoencoder as a generator: decode ``n`` random codes. A CPU tensor in [0, 1].
+
+    The codes come from N(0, I), as a VAE's would, or, with ``like`` (real pictures), from a Gaussian
+    with the mean and spread of *their* codes, a fairer try. Either way the autoencoder was never
+    taught what lies between its codes, which is why most of these pictures are not digits.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    z = torch.randn(n, model.latent_dim, generator=torch.Generator().manual_seed(seed))
+    if like is not None:
+        codes = encode_images(model, like)
+        z = codes.mean(dim=0) + codes.std(dim=0) * z
+    return model.decode(z.to(device)).cpu()
 
 
 # =========================================================================== GANs

@@ -73,3 +73,57 @@ def picture_widget(
     redraw()
     children: list[widgets.Widget] = [widgets.HTML(f"<b>{html.escape(title)}</b>")] if title else []
     return widgets.VBox([*children, *controls.values(), image, message])
+
+
+# ---------------------------------------------------------------------------- autoencoders and VAEs
+
+
+@torch.no_grad()
+def decode_code(decode: Callable[[torch.Tensor], torch.Tensor], base: torch.Tensor, **values: float) -> np.ndarray:
+    """The picture (H x W in [0, 1]) that ``decode`` makes of code ``base`` with some entries replaced.
+
+    ``values`` name latent dimensions as ``z0=..., z3=...``: the render function of :func:`latent_explorer`.
+    """
+    code = torch.as_tensor(base, dtype=torch.float32).detach().clone().reshape(1, -1)
+    for name, value in values.items():
+        if not (name.startswith("z") and name[1:].isdigit() and int(name[1:]) < code.shape[1]):
+            raise ValueError(f"{name!r} is not a latent dimension; use z0 ... z{code.shape[1] - 1}")
+        code[0, int(name[1:])] = float(value)
+    owner = getattr(decode, "__self__", None)  # the model, when decode is its bound method: use its device
+    device = next(owner.parameters()).device if isinstance(owner, torch.nn.Module) else torch.device("cpu")
+    return decode(code.to(device))[0, 0].cpu().numpy()
+
+
+def latent_explorer(
+    decode: Callable[[torch.Tensor], torch.Tensor],
+    latent_dim: int,
+    dims: int | list[int] = 6,
+    start: torch.Tensor | None = None,
+    span: float = 3.0,
+    scale: int | None = None,
+) -> widgets.VBox:
+    """Sliders on latent dimensions; the decoded picture redraws as they move.
+
+    ``dims``: how many dimensions get a slider (the first ones), or a list of them; the other
+    dimensions keep their value from ``start`` (a code, e.g. one picture's ``mu``; default zeros,
+    the centre of the prior). Each slider runs from ``-span`` to ``span`` prior standard deviations.
+    """
+    base = torch.zeros(latent_dim) if start is None else torch.as_tensor(start, dtype=torch.float32).reshape(-1)
+    if base.numel() != latent_dim:
+        raise ValueError(f"start must be a code of {latent_dim} numbers, got {base.numel()}")
+    chosen = list(range(min(dims, latent_dim))) if isinstance(dims, int) else list(dims)
+    if not chosen or any(not 0 <= d < latent_dim for d in chosen):
+        raise ValueError(f"dims must pick dimensions among 0 ... {latent_dim - 1}, got {dims}")
+    sliders = {
+        f"z{d}": widgets.FloatSlider(
+            value=round(float(base[d]), 2), min=-span, max=span, step=0.1, description=f"z[{d}]", continuous_update=True
+        )
+        for d in chosen
+    }
+    height = decode_code(decode, base).shape[0]
+    return picture_widget(
+        lambda **values: decode_code(decode, base, **values),
+        scale=scale or max(2, 160 // height),
+        title="Latent explorer: move a slider, watch the decoded picture change",
+        **sliders,
+    )
