@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -400,13 +401,22 @@ def pretrained_available(model: str = "gpt2", timeout: float = 3.0, verbose: boo
 
 
 def _hub_answers(model: str, timeout: float) -> bool:
-    # A HEAD request for the model's description page: a few hundred bytes, no weights.
+    # A HEAD request for the model's description page: a few hundred bytes, no weights. It runs in a
+    # helper thread so that a slow DNS lookup (which urlopen's timeout does not cover) cannot stall a notebook.
     request = urllib.request.Request(f"{hub_endpoint()}/api/models/{model}", method="HEAD")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return 200 <= response.status < 400
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
+    answer: list[bool] = []
+
+    def ask() -> None:
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                answer.append(200 <= response.status < 400)
+        except (urllib.error.URLError, OSError, ValueError):
+            answer.append(False)
+
+    thread = threading.Thread(target=ask, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return bool(answer and answer[0])
 
 
 def _in_local_cache(model: str) -> bool:
