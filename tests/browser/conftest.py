@@ -89,7 +89,8 @@ def chromium(browser_available: None) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def browser_context(chromium: Any) -> Iterator[Any]:
     """One browser profile for the session, so JupyterLab's scripts load from the cache after the first page."""
-    context = chromium.new_context(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
+    # A laptop's width; tall, so that an element screenshot of a tall output is not cut by JupyterLab's panels.
+    context = chromium.new_context(viewport={"width": 1400, "height": 2400}, device_scale_factor=1)
     context.set_default_timeout(60_000)
     try:
         yield context

@@ -35,6 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+try:  # only the type of a timeout; the suite is skipped (or fails in CI) without Playwright
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+except ImportError:  # pragma: no cover
+    PlaywrightTimeout = TimeoutError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_PATH = Path(os.environ.get("COURSE_CHROMIUM", "/usr/bin/chromium"))
 # Headless Chromium as root in a container: no sandbox, no GPU, and nothing that phones home.
@@ -192,9 +197,9 @@ def server_environment(work_dir: Path, extra: dict[str, str] | None = None) -> d
             "JUPYTER_RUNTIME_DIR": str(work_dir / "runtime"),
             "JUPYTER_DATA_DIR": str(work_dir / "data"),
             "IPYTHONDIR": str(work_dir / "ipython"),
-            # A fresh checkpoint and results folder: the notebooks train as on a student's first run and the
-            # benchmark's results under build/results are left alone.
-            "COURSE_CHECKPOINT_DIR": str(work_dir / "checkpoints"),
+            # The benchmark's results under build/results are left alone. The checkpoint folder is the project's
+            # (or COURSE_CHECKPOINT_DIR): after the nbval run in CI the models load instead of training again, as
+            # on a student's second visit; this suite is about what the page shows, not about training speed.
             "COURSE_RESULTS_DIR": str(work_dir / "results"),
             "PYTHONUNBUFFERED": "1",
         }
@@ -355,7 +360,9 @@ _JS_CELLS = """() => {
     const began = Date.parse(timing['shell.execute_reply.started'] || timing['iopub.execute_input']);
     const ended = Date.parse(timing['shell.execute_reply']);
     const seconds = Number.isFinite(began) && Number.isFinite(ended) ? (ended - began) / 1000 : null;
-    return {...base, executionCount: model.executionCount, state: model.executionState || null, outputs, seconds};
+    const pending = (cell.promptNode && cell.promptNode.textContent.includes('*')) || false;
+    return {...base, executionCount: model.executionCount, state: model.executionState || null, pending, outputs,
+            seconds};
   });
 }"""
 
@@ -371,6 +378,7 @@ class NotebookReport:
     counts: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # worth a look, not failures: stderr text, browser console errors
+    skipped: list[int] = field(default_factory=list)  # cells left out of the run (unguarded gpu cells)
 
     def summary(self) -> str:
         lines = [f"{self.path}: {len(self.problems)} problem(s); seen: {self.counts}; seconds: {self.seconds}"]
@@ -485,7 +493,19 @@ def inspect_notebook(
     report.seconds["kernel"] = round(time.monotonic() - start - report.seconds["show"], 1)
 
     start = time.monotonic()
-    state = run_all_cells(page, run_timeout_s)
+    unguarded = report.skipped = _unguarded_gpu_cells(report, notebook_cells(page))
+    try:
+        if unguarded:  # already a problem; run the other cells one by one, so the rest of the notebook is checked
+            state = _run_cells_except(page, unguarded, run_timeout_s)
+        else:
+            state = run_all_cells(page, run_timeout_s)
+    except PlaywrightTimeout:
+        running = [c["index"] for c in notebook_cells(page) if c.get("state") == "running" or c.get("pending")]
+        where = f"cell {running[0]} was still running" if running else "no cell was marked running"
+        report.problems.append(f"running all cells did not finish within {run_timeout_s:.0f} s ({where})")
+        page.evaluate(f"() => {_PANEL}.sessionContext.session.kernel.interrupt()")
+        report.cells = notebook_cells(page)
+        return report
     report.seconds["run_all"] = round(time.monotonic() - start, 1)
     if state.get("failure"):
         report.problems.append(f"run-all failed in JupyterLab: {state['failure']}")
@@ -516,6 +536,40 @@ def inspect_notebook(
     return report
 
 
+def _unguarded_gpu_cells(report: NotebookReport, cells: list[dict]) -> list[int]:
+    """Cells tagged ``gpu`` that would run on a machine without CUDA (this one) because they never ask for it.
+
+    nbval skips them in CI, but JupyterLab's "Run All" runs every cell: on a student's laptop such a cell fails or
+    trains a GPU-sized model on the CPU. Each is reported; the caller leaves them out of the run.
+    """
+    import torch  # the kernel runs in this environment, so it sees the same CUDA (or none)
+
+    if torch.cuda.is_available():
+        return []
+    found = []
+    for cell in cells:
+        if cell["type"] == "code" and "gpu" in cell["tags"] and "is_available()" not in cell["source"]:
+            found.append(cell["index"])
+            report.problems.append(
+                f'cell {cell["index"]} is tagged gpu but never checks torch.cuda.is_available(): "Run All" on a '
+                "machine without a GPU runs it anyway (wrap its body in `if torch.cuda.is_available():`)"
+            )
+    return found
+
+
+def _run_cells_except(page: Any, skipped: list[int], timeout_s: float) -> dict:
+    """Run the code cells in order, one at a time, leaving out ``skipped``; stop after a cell that fails."""
+    deadline = time.monotonic() + timeout_s
+    state: dict = {}
+    for cell in notebook_cells(page):
+        if cell["type"] != "code" or cell["index"] in skipped:
+            continue
+        state = run_cell(page, cell["index"], max(1.0, deadline - time.monotonic()))
+        if any(out["type"] == "error" for out in notebook_cells(page)[cell["index"]]["outputs"]):
+            break
+    return state
+
+
 def _wait_for_widgets_to_settle(page: Any, timeout_s: float = 20.0) -> None:
     """Give widget views a moment to leave their "Loading widget..." state before they are judged."""
     deadline = time.monotonic() + timeout_s
@@ -531,7 +585,7 @@ def _wait_for_widgets_to_settle(page: Any, timeout_s: float = 20.0) -> None:
 
 def _check_cells_ran(report: NotebookReport) -> None:
     for cell in report.cells:
-        if cell["type"] != "code" or not cell["source"].strip():
+        if cell["type"] != "code" or not cell["source"].strip() or cell["index"] in report.skipped:
             continue
         if cell["executionCount"] is None:
             report.problems.append(f"cell {cell['index']} did not run (run-all stopped before it)")
