@@ -53,11 +53,12 @@ def image_grid(images: Any, nrow: int = 8, padding: int = 1, signed: bool = Fals
     n, height, width = array.shape
     ncol = min(nrow, n)
     rows = -(-n // ncol)
-    grid = np.ones((rows * (height + padding) + padding, ncol * (width + padding) + padding), dtype=np.float32)
-    for i, image in enumerate(array):
+    # Light grey lines between the tiles (0 is white paper, 1 is black ink); empty tiles stay white.
+    grid = np.full((rows * (height + padding) + padding, ncol * (width + padding) + padding), 0.25, dtype=np.float32)
+    for i in range(rows * ncol):
         r, c = divmod(i, ncol)
         top, left = padding + r * (height + padding), padding + c * (width + padding)
-        grid[top : top + height, left : left + width] = image
+        grid[top : top + height, left : left + width] = array[i] if i < n else 0.0
     return grid
 
 

@@ -19,7 +19,8 @@ def test_image_grid_tiles_images_in_rows():
     grid = plotting.image_grid(images, nrow=3, padding=1)
     assert grid.shape == (2 * 5 + 1, 3 * 5 + 1)
     assert grid[1:5, 6:10].min() == 1.0 and grid[1:5, 1:5].max() == 0.0
-    assert grid[6:10, 11:15].min() == 1.0  # the empty sixth cell stays paper-white
+    assert grid[6:10, 11:15].max() == 0.0  # the empty sixth cell stays paper-white
+    assert grid[0, :].min() == grid[0, :].max() == 0.25  # thin grey lines between the tiles
 
 
 def test_show_images_draws_one_figure_and_handles_signed_pixels():
