@@ -108,9 +108,9 @@ def test_collects_what_results_record_writes(tmp_path, monkeypatch):
 
 def test_table_orders_models_puts_the_floor_last_and_shows_other_figures():
     quality = [
-        {"kind": "charmodel", "dataset": "texts", "train_seconds": 9.0, "bits_per_char": 2.125},
+        {"kind": "charmodel", "text": "texts", "train_seconds": 9.0, "bits_per_char": 2.125},
         {"kind": "real", "dataset": "mnist", "mean_confidence": 0.99, "fid": 0.5, "note": "held-out floor"},
-        {"kind": "diffusion", "dataset": "mnist", "fid": 7.0},
+        {"kind": "diffusion", "dataset": "mnist 28x28", "fid": 7.0, "model": "unet"},
     ]
     report = {
         "profile": "full",
@@ -125,4 +125,5 @@ def test_table_orders_models_puts_the_floor_last_and_shows_other_figures():
     assert "| charmodel | texts | 9.0 | - | - | - | - | bits_per_char 2.125 |" in table
     assert "| real held-out images (floor) | mnist | - | - | 0.990 | - | 0.50 | held-out floor |" in table
     assert "MNIST was not available" not in table
-    assert table.index("| diffusion |") < table.index("| charmodel |") < table.index("| real held-out")
+    assert "| diffusion (unet) | mnist 28x28 | - | - | - | - | 7.00 |" in table
+    assert table.index("| diffusion (unet) |") < table.index("| charmodel |") < table.index("| real held-out")
