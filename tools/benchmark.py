@@ -134,10 +134,18 @@ def run_benchmark(
         rows.append(row)
         status = "passed" if row["ok"] else f"FAILED ({row['errors'][0]})"
         progress(f"  {path.name}: {status}, {row['wall_s']} s wall, {row['peak_rss_mb']} MB peak")
+        if len(rows) < len(notebooks):  # an interrupted run still leaves the table so far in the run folder
+            partial = _report(stamp, profile, machine, started, rows, collect_quality(results_dir), run_dir)
+            partial["partial"] = f"{len(rows)} of {len(notebooks)} notebooks"
+            (run_dir / f"benchmark-{profile}.md").write_text(markdown_report(partial))
     machine["load_average_1min_end"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     quality = collect_quality(results_dir)
     if real_floor and quality:
         quality.extend(real_floors(quality, env))
+    return _report(stamp, profile, machine, started, rows, quality, run_dir)
+
+
+def _report(stamp, profile, machine, started, rows, quality, run_dir) -> dict:
     return {
         "date_utc": stamp,
         "profile": profile,
@@ -244,7 +252,8 @@ def markdown_report(report: dict) -> str:
     m = report["machine"]
     threads = m.get("torch_threads", "?")
     lines = [
-        f"# Course benchmark ({report['profile']} profile, {report['date_utc']})",
+        f"# Course benchmark ({report['profile']} profile, {report['date_utc']})"
+        + (f" - partial, {report['partial']} so far" if report.get("partial") else ""),
         "",
         f"Machine: {m.get('cpu')}, {m.get('logical_cores')} logical cores"
         + (f" ({m['physical_cores']} physical)" if m.get("physical_cores") else "")
