@@ -203,10 +203,13 @@ def corrupt(
         noise = torch.randn(images.shape, generator=generator).to(images.device)
         damaged = (damaged + noise_std * noise).clamp(0.0, 1.0)
     if mask_size > 0:
-        top = torch.randint(0, height - mask_size + 1, (n,), generator=generator)
-        left = torch.randint(0, width - mask_size + 1, (n,), generator=generator)
-        for i in range(n):
-            damaged[i, :, top[i] : top[i] + mask_size, left[i] : left[i] + mask_size] = 0.0
+        top = torch.randint(0, height - mask_size + 1, (n, 1, 1, 1), generator=generator)
+        left = torch.randint(0, width - mask_size + 1, (n, 1, 1, 1), generator=generator)
+        rows = torch.arange(height).view(1, 1, height, 1)
+        cols = torch.arange(width).view(1, 1, 1, width)
+        # True inside each picture's square: rows top..top+size-1 and columns left..left+size-1
+        square = (rows >= top) & (rows < top + mask_size) & (cols >= left) & (cols < left + mask_size)
+        damaged = damaged.masked_fill(square.to(damaged.device), 0.0)
     return damaged
 
 
