@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 NoisePredictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``model(x_t, t) -> eps_hat``: predicts the noise in ``x_t`` at integer timesteps ``t``."""
@@ -83,7 +84,8 @@ class NoiseSchedule:
         return self.betas.shape[0]
 
     def __repr__(self) -> str:
-        return f"NoiseSchedule({self.kind}, T={self.timesteps}, alpha_bar from {self.alpha_bar[0]:.4f} to {self.alpha_bar[-1]:.2e})"
+        ends = f"alpha_bar from {self.alpha_bar[0]:.4f} to {self.alpha_bar[-1]:.2e}"
+        return f"NoiseSchedule({self.kind}, T={self.timesteps}, {ends})"
 
 
 def make_schedule(timesteps: int = 1000, kind: str = "cosine") -> NoiseSchedule:
@@ -125,7 +127,8 @@ def _check_t(t: torch.Tensor, x: torch.Tensor, schedule: NoiseSchedule) -> torch
         t = t.expand(x.shape[0])
     if t.dtype not in (torch.int64, torch.int32) or t.shape != (x.shape[0],):
         raise ValueError(
-            f"t must be an integer tensor of shape ({x.shape[0]},) (one timestep per image), got {t.dtype} {tuple(t.shape)}"
+            f"t must be an integer tensor of shape ({x.shape[0]},) (one timestep per image), "
+            f"got {t.dtype} {tuple(t.shape)}"
         )
     if t.min() < 0 or t.max() >= schedule.timesteps:
         raise ValueError(f"timesteps must lie in 0 .. {schedule.timesteps - 1}, got {int(t.min())} .. {int(t.max())}")
@@ -148,7 +151,10 @@ def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, schedule: N
 
 
 def predict_x0(x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
-    """Undo :func:`q_sample` given the noise: ``x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)`` (Ho eq. 15)."""
+    """Undo :func:`q_sample` given the noise (Ho eq. 15).
+
+    ``x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)``.
+    """
     t = _check_t(t, x_t, schedule)
     alpha_bar = _at(schedule.alpha_bar, t, x_t)
     return (x_t - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
@@ -171,8 +177,9 @@ def diffusion_loss(
     ``x0`` holds clean images in ``[-1, 1]``. Predicting the noise is an easy, well-scaled
     regression target at every ``t``, and knowing the noise is knowing the image (:func:`predict_x0`).
     """
-    t = torch.randint(0, schedule.timesteps, (x0.shape[0],), device=x0.device, generator=generator)
-    noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
+    # Drawn on the CPU (where a seeded generator lives), then moved: the same seed trains the same way everywhere.
+    t = torch.randint(0, schedule.timesteps, (x0.shape[0],), generator=generator).to(x0.device)
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
     x_t = q_sample(x0, t, noise, schedule)
     return F.mse_loss(model(x_t, t), noise)
 
@@ -196,7 +203,7 @@ def ddpm_sample(
     posterior mean (eq. 7) and adds fresh noise of the posterior variance (none at the last step).
     Returns ``(images, trajectory)``; the trajectory keeps ``x_t`` every ``trajectory_every`` steps (0: none).
     """
-    x = torch.randn(shape, generator=generator, device=device)
+    x = torch.randn(shape, generator=generator).to(device)
     trajectory = []
     for step in reversed(range(schedule.timesteps)):
         t = torch.full((shape[0],), step, dtype=torch.int64, device=device)
@@ -205,7 +212,7 @@ def ddpm_sample(
             x0 = x0.clamp(-1, 1)
         x = posterior_mean(x0, x, t, schedule)
         if step > 0:  # x_{t-1} = mean + sigma_t z, sigma_t^2 = posterior variance (Ho eq. 7, Alg. 2)
-            z = torch.randn(shape, generator=generator, device=device)
+            z = torch.randn(shape, generator=generator).to(device)
             x = x + _at(schedule.posterior_variance, t, x).sqrt() * z
         if trajectory_every and (step % trajectory_every == 0):
             trajectory.append(x.detach().cpu())
@@ -267,7 +274,7 @@ def ddim_sample(
     with ``generator``), so the same seed gives the same images. Returns ``(images, trajectory)``,
     the trajectory holding ``x_t`` before each step and the final images when ``return_trajectory``.
     """
-    x = torch.randn(shape, generator=generator, device=device) if x_T is None else x_T.to(device)
+    x = torch.randn(shape, generator=generator).to(device) if x_T is None else x_T.to(device)
     if tuple(x.shape) != tuple(shape):
         raise ValueError(f"x_T has shape {tuple(x.shape)}, expected {tuple(shape)}")
     timesteps = ddim_timesteps(schedule, steps).tolist()
@@ -278,8 +285,90 @@ def ddim_sample(
         t = torch.full((shape[0],), step, dtype=torch.int64, device=device)
         eps = model(x, t)
         alpha_bar_prev = schedule.alpha_bar[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.tensor(1.0)
-        noise = torch.randn(shape, generator=generator, device=device) if eta > 0 else None
+        noise = torch.randn(shape, generator=generator).to(device) if eta > 0 else None
         x = ddim_step(x, eps, schedule.alpha_bar[step], alpha_bar_prev, eta=eta, noise=noise, clip=clip)
     if return_trajectory:
         trajectory.append(x.detach().cpu())
     return x, trajectory
+
+
+# --------------------------------------------------------------------------- a model with its schedule
+
+
+def bf16_is_fast(device: torch.device | str = "cpu") -> bool:
+    """True where bfloat16 arithmetic runs natively: recent CPUs (AVX512-BF16, AMX) and CUDA GPUs that support it.
+
+    Elsewhere bfloat16 is emulated and slower than float32, so it should stay off.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+class DiffusionModel(nn.Module):
+    """A noise-predicting network together with its noise schedule and its sampler settings.
+
+    ``model(x_t, t)`` predicts the noise (it is a :data:`NoisePredictor`); :meth:`sample` draws
+    images in ``[-1, 1]`` with DDIM (``sample_steps`` network calls) or DDPM (all ``T``).
+    With ``bf16`` the network runs in bfloat16 autocast (weights and sampler arithmetic stay
+    float32): about twice as fast on CPUs with native bfloat16, see :func:`bf16_is_fast`.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        timesteps: int = 1000,
+        schedule: str = "cosine",
+        sample_steps: int = 20,
+        bf16: bool = False,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.schedule = make_schedule(timesteps, schedule)
+        self.sample_steps = sample_steps
+        self.bf16 = bf16
+        ddim_timesteps(self.schedule, sample_steps)  # validates sample_steps
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the images this model makes."""
+        return tuple(self.net.image_shape)  # type: ignore[return-value]
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x_t.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return self.net(x_t, t).float()
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        steps: int | None = None,
+        method: str = "ddim",
+        return_trajectory: bool = False,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``n`` images in ``[-1, 1]`` and the trajectory (see :func:`ddim_sample` / :func:`ddpm_sample`).
+
+        ``steps`` (DDIM only) defaults to ``sample_steps``. Starting noise is drawn on the CPU with
+        ``generator``, so a seed gives the same images on every device.
+        """
+        device = next(self.parameters()).device
+        shape = (n, *self.image_shape)
+        if method == "ddim":
+            steps = steps or self.sample_steps
+            return ddim_sample(
+                self,
+                shape,
+                self.schedule,
+                steps,
+                generator=generator,
+                return_trajectory=return_trajectory,
+                device=device,
+            )
+        if method == "ddpm":
+            every = max(1, self.schedule.timesteps // 10) if return_trajectory else 0
+            return ddpm_sample(self, shape, self.schedule, generator=generator, trajectory_every=every, device=device)
+        raise ValueError(f"method must be 'ddim' or 'ddpm', got {method!r}")

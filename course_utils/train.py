@@ -9,6 +9,7 @@ checkpoint after every epoch from which an interrupted run resumes.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -21,12 +22,13 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from course_utils import config, losses
+from course_utils import config, diffusion, losses
 from course_utils.checkpoints import load_checkpoint, save_checkpoint
 from course_utils.data import ImageData, to_signed, to_unit
 from course_utils.models.autoencoder import VAE, Autoencoder, ConvAutoencoder, ConvVAE
 from course_utils.models.gan import GAN, make_gan
 from course_utils.models.text import CharGRU
+from course_utils.models.unet import UNet
 from course_utils.text import TextData, Vocab, generate, text_loader
 
 
@@ -681,3 +683,159 @@ def sample_charmodel(
     return generate(
         model, vocab, prompt, max_new_tokens=length, num_return_sequences=n, temperature=temperature, seed=seed
     )
+
+
+# =========================================================================== Diffusion (notebook 05)
+
+
+class EMA:
+    """An exponential moving average of a model's weights: ``ema = decay * ema + (1 - decay) * weights``.
+
+    The weights of a diffusion model jitter from step to step; their running average samples
+    cleaner images. ``ema.model`` is a frozen copy that follows the trained model. Early on the
+    decay is smaller (``(1 + n) / (10 + n)`` after ``n`` updates), so the copy does not stay
+    stuck near the random starting weights.
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.995) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"decay must be in [0, 1), got {decay}")
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay = decay
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Move the average one step towards ``model``'s current weights."""
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for average, weight in zip(self.model.parameters(), model.parameters(), strict=True):
+            average.lerp_(weight.detach(), 1.0 - decay)
+        for average, buffer in zip(self.model.buffers(), model.buffers(), strict=True):
+            average.copy_(buffer)
+        self.updates += 1
+
+
+def diffusion_step(
+    model: diffusion.DiffusionModel,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    ema: EMA | None = None,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
+    """One optimisation step of a diffusion model on a batch of pictures in [0, 1].
+
+    Scale the pictures to [-1, 1], noise each one to a random step ``t``, ask the network for the
+    noise, and nudge the weights to shrink the squared error (see :func:`course_utils.diffusion.diffusion_loss`).
+    Then move the weight average ``ema`` one step along.
+    """
+    loss = diffusion.diffusion_loss(model, to_signed(images), model.schedule, generator=generator)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    if ema is not None:
+        ema.update(model)
+    return {"loss": loss.item()}
+
+
+def make_diffusion(
+    image_shape: tuple[int, int, int],
+    channels: tuple[int, ...] = (16, 32, 32),
+    timesteps: int = 1000,
+    schedule: str = "cosine",
+    sample_steps: int = 20,
+    bf16: bool | str = "auto",
+) -> diffusion.DiffusionModel:
+    """A :class:`~course_utils.diffusion.DiffusionModel` around a :class:`~course_utils.models.UNet`.
+
+    ``bf16='auto'`` turns bfloat16 autocast on where the device computes it natively
+    (:func:`course_utils.diffusion.bf16_is_fast`), off elsewhere.
+    """
+    if bf16 == "auto":
+        bf16 = diffusion.bf16_is_fast(config.device())
+    net = UNet(image_shape, channels=channels)
+    return diffusion.DiffusionModel(net, timesteps, schedule, sample_steps=sample_steps, bf16=bool(bf16))
+
+
+def _warmup(optimizer: torch.optim.Optimizer, base_lr: float, warmup_steps: int) -> None:
+    """Ramp the learning rate up linearly over the first ``warmup_steps`` steps (read from Adam's own counter,
+    which the checkpoint keeps, so a resumed run carries on where it was)."""
+    state = next(iter(optimizer.state.values()), None)
+    done = int(state["step"]) if state else 0
+    for group in optimizer.param_groups:
+        group["lr"] = base_lr * min(1.0, (done + 1) / max(1, warmup_steps))
+
+
+def train_diffusion(
+    data: ImageData,
+    *,
+    epochs: int,
+    seed: int = 0,
+    channels: tuple[int, ...] = (16, 32, 32),
+    timesteps: int = 1000,
+    schedule: str = "cosine",
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    warmup_steps: int = 100,
+    ema_decay: float = 0.995,
+    sample_steps: int = 20,
+    bf16: bool | str = "auto",
+    checkpoint: str | Path | None = None,
+    on_epoch_end: Callable[[int, History], None] | None = None,
+    max_steps: int | None = None,
+    max_seconds: float | None = None,
+    desc: str | None = None,
+) -> tuple[diffusion.DiffusionModel, History]:
+    """Train a diffusion model on ``data`` with :func:`diffusion_step` inside :func:`fit`.
+
+    Returns ``(ema_model, history)``: the moving average of the weights (:class:`EMA`), which samples
+    better than the last weights. Sizes: see :func:`make_diffusion`; Adam with ``lr`` after a linear
+    warm-up of ``warmup_steps``. With ``checkpoint`` (e.g. ``checkpoints.checkpoint_path('diffusion', data)``)
+    the run is saved after every epoch and resumed, or simply loaded, by the next call.
+    """
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    noise_generator = config.seed_everything(seed)
+    device = config.device()
+    model = make_diffusion(data.image_shape, channels, timesteps, schedule, sample_steps, bf16).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    ema = EMA(model, ema_decay)
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+        images = batch[0].to(device)  # the labels are not used: diffusion learns P(x)
+        _warmup(optimizer, lr, warmup_steps)
+        return diffusion_step(model, optimizer, images, ema, generator=noise_generator)
+
+    history = fit(
+        step,
+        data.loader(batch_size, shuffle=True, seed=seed),
+        epochs,
+        desc=desc or "diffusion",
+        checkpoint=checkpoint,
+        modules={"model": model, "ema": ema.model, "optimizer": optimizer},
+        on_epoch_end=on_epoch_end,
+        max_steps=max_steps,
+        max_seconds=max_seconds,
+    )
+    return ema.model.eval(), history
+
+
+def sample_diffusion(
+    model: diffusion.DiffusionModel, n: int, seed: int = 0, steps: int | None = None, batch_size: int = 500
+) -> torch.Tensor:
+    """``n`` pictures sculpted from seeded noise with DDIM: a CPU tensor ``n x C x H x W`` in [0, 1].
+
+    ``steps`` network calls per picture (default: the model's ``sample_steps``); the same seed gives
+    the same pictures. Works ``batch_size`` pictures at a time to keep memory small.
+    """
+    if not isinstance(model, diffusion.DiffusionModel):
+        raise TypeError(f"sample_diffusion needs a DiffusionModel (from train_diffusion), got {type(model).__name__}")
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    generator = torch.Generator().manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    try:
+        chunks = [model.sample(min(batch_size, n - done), generator, steps)[0] for done in range(0, n, batch_size)]
+    finally:
+        model.train(was_training)
+    return to_unit(torch.cat(chunks)).cpu()

@@ -66,7 +66,9 @@ def picture_widget(
             image.value = picture_to_png(render(**{name: c.value for name, c in controls.items()}), scale=scale)
             message.value = ""
         except Exception as error:  # shown to the student, who can fix the render function
-            message.value = f"<span style='color:#b00'>{html.escape(type(error).__name__)}: {html.escape(str(error))}</span>"
+            message.value = (
+                f"<span style='color:#b00'>{html.escape(type(error).__name__)}: {html.escape(str(error))}</span>"
+            )
 
     for control in controls.values():
         control.observe(redraw, names="value")
@@ -126,4 +128,42 @@ def latent_explorer(
         scale=scale or max(2, 160 // height),
         title="Latent explorer: move a slider, watch the decoded picture change",
         **sliders,
+    )
+
+
+# ---------------------------------------------------------------------------- diffusion
+
+
+def denoising_picture(model: Any, image: torch.Tensor, noise: torch.Tensor, t: int) -> np.ndarray:
+    """Three pictures side by side for one timestep ``t``: ``x_t``, the model's guess of ``x_0``, the real ``x_0``.
+
+    ``model`` is a :class:`course_utils.diffusion.DiffusionModel`; ``image`` one picture ``1 x H x W``
+    in [0, 1]; ``noise`` a fixed noise of the same shape (so only ``t`` changes between redraws).
+    Returns an array ``H x (3W + 2)`` in [0, 1] (ink = 1), with a blank column between pictures.
+    """
+    from course_utils import diffusion
+    from course_utils.data import to_signed, to_unit
+
+    if image.ndim != 3 or noise.shape != image.shape:
+        raise ValueError(f"image and noise must both be 1 x H x W, got {tuple(image.shape)} and {tuple(noise.shape)}")
+    t_batch = torch.tensor([int(t)])
+    x0 = to_signed(image)[None]
+    with torch.no_grad():
+        x_t = diffusion.q_sample(x0, t_batch, noise[None], model.schedule)
+        guess = diffusion.predict_x0(x_t, t_batch, model(x_t, t_batch), model.schedule).clamp(-1, 1)
+    gap = torch.zeros(image.shape[1], 1)
+    return torch.cat([to_unit(x_t[0, 0]), gap, to_unit(guess[0, 0]), gap, image[0]], dim=1).numpy()
+
+
+def timestep_explorer(model: Any, image: torch.Tensor, seed: int = 0) -> widgets.VBox:
+    """A slider over the timestep ``t``: the noisy picture ``x_t``, what the model thinks is under the
+    noise (its ``x_0`` guess), and the real picture. Built on :func:`picture_widget`."""
+    noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(seed))
+    last = model.schedule.timesteps - 1
+    slider = widgets.IntSlider(value=last // 2, min=0, max=last, step=max(1, last // 50), description="t")
+    return picture_widget(
+        lambda t: denoising_picture(model, image, noise, t),
+        scale=6,
+        title="left: x_t (noisy)  middle: the model's guess of x_0  right: the real x_0",
+        t=slider,
     )

@@ -1,0 +1,60 @@
+"""Tests for the diffusion pictures (plotting) and the timestep explorer (widgets)."""
+
+import ipywidgets
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from course_utils import diffusion, plotting, widgets
+from course_utils.models.unet import UNet
+
+
+def _model():
+    torch.manual_seed(0)
+    return diffusion.DiffusionModel(UNet((1, 8, 8), channels=(8, 16), time_dim=16), timesteps=50, sample_steps=5)
+
+
+def test_forward_process_strip_gets_noisier_left_to_right():
+    schedule = diffusion.make_schedule(100)
+    images = torch.zeros(2, 1, 8, 8)
+    images[:, :, 2:6, 2:6] = 1.0
+    fig = plotting.plot_forward_process(images, schedule, timesteps=[0, 50, 99])
+    assert isinstance(fig, Figure) and len(fig.axes) == 6
+    first, last = (np.asarray(fig.axes[i].images[0].get_array()) for i in (0, 4))
+    assert np.abs(first - images[0, 0].numpy()).mean() < 0.05  # t = 0: the picture itself
+    assert np.abs(last - images[0, 0].numpy()).mean() > 0.2  # t = T-1: noise
+    with pytest.raises(ValueError, match="signed"):
+        plotting.plot_forward_process(images * 4 - 2, schedule)
+
+
+def test_schedule_and_trajectory_plots():
+    fig = plotting.plot_schedules(
+        {"linear": diffusion.make_schedule(100, "linear"), "cosine": diffusion.make_schedule(100)}
+    )
+    assert len(fig.axes[0].lines) == 4
+    with pytest.raises(ValueError, match="at least one"):
+        plotting.plot_schedules({})
+    _, trajectory = _model().sample(3, torch.Generator().manual_seed(0), return_trajectory=True)
+    fig = plotting.plot_trajectory(trajectory, n=2, labels=list(range(len(trajectory))))
+    assert len(fig.axes) == 2 * len(trajectory)
+    with pytest.raises(ValueError, match="labels"):
+        plotting.plot_trajectory(trajectory, labels=[1])
+
+
+def test_timestep_explorer_redraws_when_the_slider_moves():
+    model = _model()
+    image = torch.zeros(1, 8, 8)
+    image[0, 2:6, 3:5] = 1.0
+    noise = torch.randn(1, 8, 8, generator=torch.Generator().manual_seed(0))
+    early = widgets.denoising_picture(model, image, noise, 0)
+    late = widgets.denoising_picture(model, image, noise, 49)
+    assert early.shape == (8, 26) and early.min() >= 0 and early.max() <= 1
+    assert np.allclose(early[:, -8:], image[0].numpy())  # the real picture on the right never changes
+    assert np.abs(early[:, :8] - image[0].numpy()).mean() < np.abs(late[:, :8] - image[0].numpy()).mean()
+    box = widgets.timestep_explorer(model, image)
+    slider = next(c for c in box.children if isinstance(c, ipywidgets.IntSlider))
+    picture = next(c for c in box.children if isinstance(c, ipywidgets.Image))
+    before = picture.value
+    slider.value = 0
+    assert picture.value != before
