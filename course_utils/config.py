@@ -99,6 +99,40 @@ def seed_everything(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def cpu_budget(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """How many CPU cores this process may really use.
+
+    ``os.cpu_count()`` reports the whole host, but a container (Binder gives 1 CPU) may be limited by a cgroup
+    quota or a CPU affinity mask. PyTorch's default is one thread per host core; far more threads than cores
+    makes small models many times slower, so the course sizes its thread pool from this number.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = None
+    try:  # cgroup v2: "max 100000" or "100000 100000"
+        limit, period = (cgroup_root / "cpu.max").read_text().split()[:2]
+        if limit != "max":
+            quota = int(limit) / int(period)
+    except (OSError, ValueError):
+        try:  # cgroup v1
+            limit = int((cgroup_root / "cpu" / "cpu.cfs_quota_us").read_text())
+            period = int((cgroup_root / "cpu" / "cpu.cfs_period_us").read_text())
+            if limit > 0:
+                quota = limit / period
+        except (OSError, ValueError):
+            pass
+    if quota is not None:
+        cores = min(cores, max(1, int(quota + 0.5)))
+    return max(1, cores)
+
+
+def limit_threads() -> int:
+    """Keep PyTorch's CPU thread pool within :func:`cpu_budget`; return the number of threads in use."""
+    budget = cpu_budget()
+    if torch.get_num_threads() > budget:
+        torch.set_num_threads(budget)
+    return torch.get_num_threads()
+
+
 def _folder(variable: str, default: Path) -> Path:
     path = Path(os.environ.get(variable) or default).expanduser()
     path.mkdir(parents=True, exist_ok=True)
@@ -118,3 +152,6 @@ def checkpoint_dir() -> Path:
 def dataset_choice() -> str:
     """The data set named by ``COURSE_DATASET`` (``auto`` when unset)."""
     return os.environ.get("COURSE_DATASET", "auto").strip().lower() or "auto"
+
+
+limit_threads()  # on import: every notebook imports config before it trains anything

@@ -48,3 +48,25 @@ def test_folders_follow_environment_variables(monkeypatch, tmp_path):
     monkeypatch.setenv("COURSE_CHECKPOINT_DIR", str(tmp_path / "c"))
     assert config.data_dir() == tmp_path / "d" and (tmp_path / "d").is_dir()
     assert config.checkpoint_dir() == tmp_path / "c" and (tmp_path / "c").is_dir()
+
+
+def test_cpu_budget_reads_cgroup_quotas(tmp_path):
+    (tmp_path / "cpu.max").write_text("100000 100000\n")  # Binder: 1 CPU
+    assert config.cpu_budget(tmp_path) == 1
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert config.cpu_budget(tmp_path) >= 1
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("50000")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000")
+    assert config.cpu_budget(v1) == 1  # half a core still gets one thread
+    assert config.cpu_budget(tmp_path / "absent") >= 1
+
+
+def test_limit_threads_never_exceeds_the_budget(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.setattr(config, "cpu_budget", lambda: 1)
+    try:
+        assert config.limit_threads() == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
