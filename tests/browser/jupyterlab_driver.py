@@ -22,6 +22,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -34,6 +35,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import nbformat
 
 try:  # only the type of a timeout; the suite is skipped (or fails in CI) without Playwright
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -265,6 +268,8 @@ def lab_server(
             f"--IdentityProvider.token={token}",
             f"--ServerApp.root_dir={root}",
             "--LabApp.expose_app_in_browser=True",
+            # JupyterLab makes a checkpoint of every notebook it opens: keep them out of the project's folders.
+            f"--FileCheckpoints.checkpoint_dir={work_dir / 'notebook-checkpoints'}",
             f"--LabApp.user_settings_dir={settings}",
             f"--LabApp.workspaces_dir={work_dir / 'workspaces'}",
             "--LabApp.news_url=None",
@@ -517,6 +522,7 @@ def inspect_notebook(
     _check_kernel_messages(report, state["kernelErrors"], state["kernelStderr"], "while running")
     seen_errors, seen_stderr = len(state["kernelErrors"]), len(state["kernelStderr"])
     folder = screenshot_dir / Path(rel_path).stem
+    shutil.rmtree(folder, ignore_errors=True)  # no stale pictures from an earlier run beside this run's
     _check_rendered_outputs(page, report, folder)
     for cell in report.cells:
         if "widget" in cell["tags"] and cell["type"] == "code":
@@ -532,7 +538,11 @@ def inspect_notebook(
                 report.notes.append(f"cell {cell['index']} prints to stderr: {out['text'].strip()[:160]!r}")
     report.notes += [f"browser console: {text[:200]}" for text in console if re.search(r"(?i)widget|model|view", text)]
     if _sha256(notebook_file) != digest:
-        report.problems.append(f"{rel_path} changed on disk while JupyterLab had it open (autosave must stay off)")
+        saved = nbformat.read(notebook_file, as_version=4)
+        if any(cell.get("outputs") or cell.get("execution_count") for cell in saved.cells if cell.cell_type == "code"):
+            report.problems.append(f"JupyterLab saved outputs into {rel_path} (autosave must stay off)")
+        else:
+            report.notes.append(f"{rel_path} changed on disk during the run, without outputs: edited meanwhile?")
     return report
 
 

@@ -9,6 +9,7 @@ Screenshots land in ``build/screenshots/<notebook>/``.
 from __future__ import annotations
 
 import re
+import shutil
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,7 @@ def test_notebook_00_shows_its_environment_check(page: Any, lab: LabServer, scre
     shown = area.inner_text()
     assert is_check(shown), f"the set-up check of cell {found} is not visible on the page: {shown!r}"
     folder = screenshot_dir / Path(relative).stem
-    folder.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
     area.screenshot(path=str(folder / f"cell{found:02d}-environment-check.png"))
     print(f"notebook 00, cell {found}: {shown.strip()}")
