@@ -29,6 +29,7 @@ from jupyterlab_driver import (
 
 SCREENSHOT_DIR = PROJECT_ROOT / "build" / "screenshots"
 _skip_reason: list[str] = []
+_cpu_seconds: list[float] = []
 
 
 def in_ci() -> bool:
@@ -49,9 +50,33 @@ def browser_available() -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """The one line a developer without Chromium sees about the skipped browser suite."""
+    """The one line a developer without Chromium sees about the skipped browser suite; else the CPU it used."""
     if _skip_reason:
         terminalreporter.write_line(f"browser suite skipped: {_skip_reason[0]}; {INSTALL_HINT}", yellow=True)
+    elif _cpu_seconds:
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        terminalreporter.write_line(
+            f"browser suite: {_cpu_seconds[0]:.0f} CPU seconds (pytest, JupyterLab, kernels, Chromium); "
+            f"load average at the end {load} on {os.cpu_count()} CPUs"
+        )
+
+
+def _tree_cpu_seconds() -> float:
+    """CPU seconds used by this process and everything under it, including children that have exited and were
+    waited for (kernels stopped by the server). A figure that does not depend on how busy the machine is."""
+    try:
+        import psutil
+    except ImportError:  # psutil is a dev dependency; without it there is no figure
+        return float("nan")
+    total = 0.0
+    me = psutil.Process()
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -68,6 +93,7 @@ def lab(browser_available: None, tmp_path_factory: pytest.TempPathFactory) -> It
     work_dir = tmp_path_factory.mktemp("jupyterlab")
     with lab_server(PROJECT_ROOT, work_dir) as server:
         yield server
+        _cpu_seconds.append(_tree_cpu_seconds())  # before the kill: server, kernels (also the stopped ones), Chromium
     # The context manager has killed the server's process group; make sure nothing outlived it.
     assert not process_group_alive(server.process.pid), "JupyterLab or one of its kernels outlived the test session"
     assert port_is_free(server.port), f"port {server.port} is still taken after JupyterLab was stopped"
