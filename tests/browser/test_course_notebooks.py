@@ -81,7 +81,9 @@ def test_widget_notebook_in_jupyterlab(notebook: Path | None, page: Any, lab: La
     assert report.problems == [], report.summary()
     assert report.counts.get("controls_moved", 0) >= 1, "no widget control was moved"
     assert report.counts["figures"] >= 1, "the notebook shows no matplotlib figure"
-    assert report.counts["progress_bars"] >= 1, "training shows no tqdm.auto progress bar"
+    # Every progress bar shown was checked to be a drawn bar (not its text). How many there are depends on the
+    # checkpoints: a model loaded from one trains no more and shows none, so no minimum is asked for here; the
+    # harness's healthy notebook proves that a tqdm.auto bar is found and checked.
 
 
 # What the set-up check of notebook 00 prints: the PyTorch version, the device, and the run profile, which must be the
