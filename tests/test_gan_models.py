@@ -87,3 +87,18 @@ def test_mlp_works_at_any_size():
     gan = make_gan("mlp", (1, 5, 7), latent_dim=2)
     assert gan(gan.noise(2)).shape == (2, 1, 5, 7)
     assert math.prod(gan.image_shape) == 35
+
+
+def test_layer_by_layer_follows_the_picture_growing():
+    from course_utils.models.gan import layer_by_layer
+
+    torch.manual_seed(0)
+    generator = ConvGenerator(10, (1, 28, 28), channels=8).eval()
+    z = torch.randn(2, 10)
+    steps = layer_by_layer(generator, z)
+    shapes = [tuple(out.shape) for name, out in steps if name in ("Unflatten", "ConvTranspose2d")]
+    assert shapes == [(2, 16, 7, 7), (2, 8, 14, 14), (2, 1, 28, 28)]
+    torch.testing.assert_close(steps[-1][1], generator(z))
+    assert steps[-1][0] == "Tanh"
+    with pytest.raises(TypeError, match=".net"):
+        layer_by_layer(nn.Linear(2, 2), z)

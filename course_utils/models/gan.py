@@ -198,3 +198,20 @@ def make_gan(
     if kind == "dcgan":
         return GAN(ConvGenerator(latent_dim, image_shape, channels), ConvDiscriminator(image_shape, channels))
     raise ValueError(f"unknown GAN kind {kind!r}; choose one of {', '.join(GAN_KINDS)}")
+
+
+def layer_by_layer(model: nn.Module, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """Run ``x`` through ``model.net`` one layer at a time; return ``(layer name, output)`` after each layer.
+
+    For looking inside: print the shapes to see how noise grows into a picture (or a picture shrinks
+    into one logit), or show the intermediate feature maps.
+    """
+    net = getattr(model, "net", None)
+    if not isinstance(net, nn.Sequential):
+        raise TypeError("layer_by_layer needs one of the course's GAN networks (they keep their layers in .net)")
+    steps = []
+    with torch.no_grad():
+        for layer in net:
+            x = layer(x)
+            steps.append((type(layer).__name__, x))
+    return steps
