@@ -546,15 +546,20 @@ def inspect_notebook(
     return report
 
 
+def _cuda_available() -> bool:
+    """Whether the kernels see a CUDA GPU (they run in this Python environment, on this machine)."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _unguarded_gpu_cells(report: NotebookReport, cells: list[dict]) -> list[int]:
     """Cells tagged ``gpu`` that would run on a machine without CUDA (this one) because they never ask for it.
 
     nbval skips them in CI, but JupyterLab's "Run All" runs every cell: on a student's laptop such a cell fails or
     trains a GPU-sized model on the CPU. Each is reported; the caller leaves them out of the run.
     """
-    import torch  # the kernel runs in this environment, so it sees the same CUDA (or none)
-
-    if torch.cuda.is_available():
+    if _cuda_available():
         return []
     found = []
     for cell in cells:
@@ -684,7 +689,8 @@ def _check_rendered_outputs(page: Any, report: NotebookReport, folder: Path) -> 
                 "their model is gone or the page has no widget manager)"
             )
         code = "\n".join(line.split("#", 1)[0] for line in cell["source"].splitlines())
-        if "plt.show()" in code and cell["executionCount"] is not None:
+        gpu_only = "gpu" in cell["tags"] and not _cuda_available()  # a guarded gpu cell draws nothing on a CPU
+        if "plt.show()" in code and cell["executionCount"] is not None and not gpu_only:
             if not any(n["mime"] == "image/png" for n in nodes) and not any(
                 "image/png" in out["mimes"] for out in cell["outputs"]
             ):
