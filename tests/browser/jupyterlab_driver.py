@@ -214,7 +214,8 @@ def server_environment(work_dir: Path, extra: dict[str, str] | None = None) -> d
 def stop_process_group(process: subprocess.Popen, timeout: float = 10.0) -> None:
     """Stop ``process`` and everything it started (kernels): SIGTERM to the group, then SIGKILL if needed."""
     pgid = process.pid  # started with start_new_session=True: the server leads its own group
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, timeout)):
+    # A short grace for a clean exit (the server stops its kernels), then SIGKILL for whatever is left.
+    for sig, wait in ((signal.SIGTERM, min(timeout, 5.0)), (signal.SIGKILL, timeout)):
         try:
             os.killpg(pgid, sig)
         except ProcessLookupError:
@@ -729,9 +730,10 @@ def _check_widget_cell(page: Any, report: NotebookReport, cell: dict, folder: Pa
     moves = [("slider", i) for i in range(controls["sliders"])]
     moves += [("dropdown", i) for i, n in enumerate(controls["selects"]) if n > 1]
     report.counts["controls_moved"] = report.counts.get("controls_moved", 0)
+    after = _picture_pixels(page, area)
     for number, (kind, i) in enumerate(moves):
         state = page.evaluate(_JS_WIDGET_STATE, area)
-        before = _picture_pixels(page, area)
+        before = after  # the picture as the last move left it
         if kind == "slider":
             description = _drag_slider(page, area, i)
         else:
