@@ -1,8 +1,8 @@
 """Fixtures of the browser suite: one JupyterLab server and one headless Chromium for the whole session.
 
-Run it with ``pytest -m browser tests/browser`` (the default ``pytest`` run leaves it out: it takes minutes).
-Without Chromium the suite is skipped with one line saying how to install it, except in CI (``CI=true``), where a
-missing browser is a failure: CI must never pass without having looked.
+Run it with ``pytest tests/browser`` (it is part of ``pytest tests`` and ``make test``; ``-m "not browser"`` leaves it
+out of a quick unit run). Without Chromium the suite is skipped with one line saying how to install it, except in CI
+(``CI=true``), where a missing browser is a failure: CI must never pass without having looked.
 """
 
 from __future__ import annotations
@@ -57,8 +57,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         terminalreporter.write_line(
             f"browser suite: {_cpu_seconds[0]:.0f} CPU seconds (pytest, JupyterLab, kernels, Chromium); "
-            f"load average at the end {load} on {os.cpu_count()} CPUs"
+            f"load average at the end {load} on {os.cpu_count()} CPUs; {_versions()}"
         )
+
+
+def _versions() -> str:
+    names = ("jupyterlab", "ipywidgets", "playwright")
+    return f"{chromium_version()}; " + ", ".join(f"{n} {importlib.metadata.version(n)}" for n in names)
 
 
 def _tree_cpu_seconds() -> float:
@@ -83,8 +88,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     """Name the browser and JupyterLab the suite drives (shown when the run is aimed at tests/browser)."""
     if missing_browser() is not None:
         return []
-    versions = {name: importlib.metadata.version(name) for name in ("jupyterlab", "ipywidgets", "playwright")}
-    return [f"browser: {chromium_version()}; " + ", ".join(f"{k} {v}" for k, v in versions.items())]
+    return [f"browser: {_versions()}"]
 
 
 @pytest.fixture(scope="session")
