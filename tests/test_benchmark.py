@@ -82,6 +82,12 @@ def test_markdown_table_shows_failure_quality_and_dataset_note(report, tmp_path)
     assert json.loads(json_path.read_text())["notebooks"][1]["ok"] is False
 
 
+def test_table_can_be_printed_again_from_the_json(report, tmp_path, capsys):
+    json_path, md_path = benchmark.write_report(report, tmp_path)
+    assert benchmark.main(["--table", str(json_path)]) == 0
+    assert capsys.readouterr().out.strip() == md_path.read_text().strip()
+
+
 def test_command_line_selects_one_notebook_and_exits_nonzero_on_failure(course, tmp_path, capsys):
     status = benchmark.main(
         ["--profile", "fast", "--notebooks", str(course), "--notebook", "01", "--out", str(tmp_path)]

@@ -13,6 +13,7 @@ Usage::
     python tools/benchmark.py --profile fast --notebook 05
     NOTEBOOK=05 python tools/benchmark.py              # the same selection through the environment
     python tools/benchmark.py --measure-overhead 20    # how much the monitoring itself costs
+    python tools/benchmark.py --table build/benchmark/benchmark-full.json   # print a saved report's table again
 
 Writes ``build/benchmark/benchmark-<profile>.json`` and ``.md`` and prints the table.
 """
@@ -228,7 +229,9 @@ def real_floors(quality: list[dict], env: dict[str, str]) -> list[dict]:
 def _fmt(value, spec: str) -> str:
     if value is None:
         return "-"
-    if isinstance(value, (int, float)):
+    if isinstance(value, float):
+        return spec.format(round(value, 9) + 0.0)  # + 0.0 turns -0.0 into 0.0, so it never prints "-0.00"
+    if isinstance(value, int) and not isinstance(value, bool):
         return spec.format(value)
     return str(value)
 
@@ -372,7 +375,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-floor", action="store_true", help="skip the real-image floor row")
     parser.add_argument("--measure-overhead", type=float, metavar="SECONDS", help="only measure the runner's overhead")
+    parser.add_argument("--table", type=Path, metavar="JSON", help="only print the table of a saved JSON report")
     args = parser.parse_args(argv)
+    if args.table:
+        print(markdown_report(json.loads(args.table.read_text())))
+        return 0
     if args.measure_overhead:
         print(json.dumps(measure_overhead(args.measure_overhead), indent=2))
         return 0
