@@ -18,7 +18,9 @@ from tools import build_course  # noqa: E402
 
 def _course(folder: Path) -> Path:
     folder.mkdir()
-    first = [new_markdown_cell("# The critic & the artist\n\nGoals."), new_code_cell("print(6 * 7)")]
+    plot = "import matplotlib.pyplot as plt\nplt.plot([0, 1], [1, 0])\nplt.show()"
+    title = new_markdown_cell("# The critic & the artist\n\nGoals.")
+    first = [title, new_code_cell("print(6 * 7)"), new_code_cell(plot)]
     nbformat.write(new_notebook(cells=first), folder / "00_intro.ipynb")
     broken = [new_markdown_cell("# Broken one"), new_code_cell("raise RuntimeError('no luck')")]
     nbformat.write(new_notebook(cells=broken), folder / "01_broken.ipynb")
@@ -31,6 +33,7 @@ def test_builds_pages_and_an_index_in_course_order(tmp_path):
     assert [(e["notebook"], e["ok"]) for e in entries] == [("00_intro.ipynb", True), ("01_broken.ipynb", False)]
     page = (out / "00_intro.html").read_text()
     assert "42" in page and "The critic &amp; the artist" in page  # executed output and escaped title
+    assert "data:image/png;base64," in page  # the figure is embedded (tests set MPLBACKEND=Agg; kernels must not)
     assert "no luck" in (out / "01_broken.html").read_text()  # a failed notebook is still shown, with its error
     index = (out / "index.html").read_text()
     links = re.findall(r'<a href="([^"]+)">', index)
