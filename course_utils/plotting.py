@@ -482,7 +482,7 @@ def plot_class_histograms(
     ax.axhline(1 / k, color="grey", linestyle="--", linewidth=1, label="perfectly even")
     ax.set_xticks(np.arange(k), names)
     ax.set_ylabel("share of pictures")
-    ax.set_xlabel("class the critic sees")
+    ax.set_xlabel("class, as the course's classifier reads it")
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
