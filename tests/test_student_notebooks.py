@@ -9,6 +9,7 @@ here. The solution notebooks themselves run under nbval in CI.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -77,9 +78,12 @@ def student_build(tmp_path_factory) -> ms.StudentBuild:
 @pytest.fixture(scope="session")
 def run_env(tmp_path_factory) -> dict[str, str]:
     # One checkpoint folder for the whole session: the critic is trained once, by the first notebook that needs it.
+    # STUDENT_NOTEBOOKS_CHECKPOINT_DIR may name the folder where CI's nbval run of the solutions (fast profile) left
+    # its checkpoints: the student notebooks then resume the trained models instead of training them again.
+    checkpoints = os.environ.get("STUDENT_NOTEBOOKS_CHECKPOINT_DIR") or str(tmp_path_factory.mktemp("checkpoints"))
     return {
         "COURSE_PROFILE": "fast",
-        "COURSE_CHECKPOINT_DIR": str(tmp_path_factory.mktemp("checkpoints")),
+        "COURSE_CHECKPOINT_DIR": checkpoints,
         "COURSE_RESULTS_DIR": str(tmp_path_factory.mktemp("results")),
     }
 
