@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from course_utils import config, diffusion, losses
-from course_utils.checkpoints import load_checkpoint, save_checkpoint
+from course_utils.checkpoints import CheckpointMismatchError, load_checkpoint, save_checkpoint
 from course_utils.data import ImageData, to_signed, to_unit
 from course_utils.models.autoencoder import VAE, Autoencoder, ConvAutoencoder, ConvVAE
 from course_utils.models.gan import GAN, make_gan
@@ -110,7 +110,25 @@ def fit(
     history = History()
     start_epoch = 0
     if checkpoint is not None and Path(checkpoint).exists():
-        extra = load_checkpoint(checkpoint, modules)
+        try:
+            extra = load_checkpoint(checkpoint, modules)
+        except CheckpointMismatchError as error:
+            # Saved by another version of the model (the course changed, or sizes were edited): keep the old
+            # file for reference and train afresh rather than stop the notebook.
+            stale = Path(checkpoint).with_suffix(".stale.pt")
+            Path(checkpoint).replace(stale)
+            print(f"{error}\nThat checkpoint does not fit this model: moved it to {stale.name}, training from scratch.")
+            return fit(
+                step_fn,
+                loader,
+                epochs,
+                desc=desc,
+                checkpoint=checkpoint,
+                modules=modules,
+                on_epoch_end=on_epoch_end,
+                max_steps=max_steps,
+                max_seconds=max_seconds,
+            )
         history = History.from_dict(extra["history"])
         start_epoch = int(extra["epoch"])
         if start_epoch >= epochs:

@@ -58,7 +58,8 @@ def picture_widget(
     for name, control in controls.items():
         if not hasattr(control, "value"):
             raise TypeError(f"control {name!r} is a {type(control).__name__}, which has no value to pass to render")
-    image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+    # align_self keeps the picture at its own size: stretched to the box width it pushes the sliders off screen.
+    image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", align_self="flex-start"))
     message = widgets.HTML()
 
     def redraw(_change: Any = None) -> None:

@@ -99,3 +99,14 @@ def test_history_round_trips_through_a_dict():
     with pytest.raises(KeyError, match="logged keys"):
         again.last("b")
     assert not math.isnan(again.seconds)
+
+
+def test_a_checkpoint_of_another_architecture_is_set_aside_not_fatal(tmp_path, capsys):
+    path = tmp_path / "run.pt"
+    old_model = nn.Linear(5, 1)
+    fit(lambda b: {"loss": 1.0}, [0], epochs=1, checkpoint=path, modules={"model": old_model})
+    model, optimizer, step, loader = regression_problem()
+    history = fit(step, loader, epochs=1, checkpoint=path, modules={"model": model, "optimizer": optimizer})
+    out = capsys.readouterr().out
+    assert "does not fit this model" in out and (tmp_path / "run.stale.pt").exists()
+    assert history.n_epochs == 1 and path.exists()
