@@ -313,6 +313,8 @@ class DiffusionModel(nn.Module):
 
     ``model(x_t, t)`` predicts the noise (it is a :data:`NoisePredictor`); :meth:`sample` draws
     images in ``[-1, 1]`` with DDIM (``sample_steps`` network calls) or DDPM (all ``T``).
+    ``sample_eta`` is DDIM's ``eta``: 0 is deterministic, 1 adds fresh noise at each step as DDPM does
+    (on a small, briefly trained model this cleans up the background).
     With ``bf16`` the network runs in bfloat16 autocast (weights and sampler arithmetic stay
     float32): about twice as fast on CPUs with native bfloat16, see :func:`bf16_is_fast`.
     """
@@ -324,12 +326,16 @@ class DiffusionModel(nn.Module):
         schedule: str = "cosine",
         sample_steps: int = 20,
         bf16: bool = False,
+        sample_eta: float = 0.0,
     ) -> None:
         super().__init__()
         self.net = net
         self.schedule = make_schedule(timesteps, schedule)
         self.sample_steps = sample_steps
         self.bf16 = bf16
+        if not 0.0 <= sample_eta <= 1.0:
+            raise ValueError(f"sample_eta must lie in [0, 1], got {sample_eta}")
+        self.sample_eta = sample_eta
         ddim_timesteps(self.schedule, sample_steps)  # validates sample_steps
 
     @property
@@ -349,11 +355,12 @@ class DiffusionModel(nn.Module):
         steps: int | None = None,
         method: str = "ddim",
         return_trajectory: bool = False,
+        eta: float | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``n`` images in ``[-1, 1]`` and the trajectory (see :func:`ddim_sample` / :func:`ddpm_sample`).
 
-        ``steps`` (DDIM only) defaults to ``sample_steps``. Starting noise is drawn on the CPU with
-        ``generator``, so a seed gives the same images on every device.
+        ``steps`` and ``eta`` (DDIM only) default to ``sample_steps`` and ``sample_eta``. Starting noise is
+        drawn on the CPU with ``generator``, so a seed gives the same images on every device.
         """
         device = next(self.parameters()).device
         shape = (n, *self.image_shape)
@@ -364,6 +371,7 @@ class DiffusionModel(nn.Module):
                 shape,
                 self.schedule,
                 steps,
+                eta=self.sample_eta if eta is None else eta,
                 generator=generator,
                 return_trajectory=return_trajectory,
                 device=device,

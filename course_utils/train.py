@@ -765,16 +765,18 @@ def make_diffusion(
     schedule: str = "cosine",
     sample_steps: int = 20,
     bf16: bool | str = "auto",
+    sample_eta: float = 1.0,
 ) -> diffusion.DiffusionModel:
     """A :class:`~course_utils.diffusion.DiffusionModel` around a :class:`~course_utils.models.UNet`.
 
     ``bf16='auto'`` turns bfloat16 autocast on where the device computes it natively
-    (:func:`course_utils.diffusion.bf16_is_fast`), off elsewhere.
+    (:func:`course_utils.diffusion.bf16_is_fast`), off elsewhere. ``sample_eta``: DDIM's eta when sampling
+    (1: fresh noise at each step, cleaner pictures from a small model; 0: deterministic).
     """
     if bf16 == "auto":
         bf16 = diffusion.bf16_is_fast(config.device())
     net = UNet(image_shape, channels=channels)
-    return diffusion.DiffusionModel(net, timesteps, schedule, sample_steps=sample_steps, bf16=bool(bf16))
+    return diffusion.DiffusionModel(net, timesteps, schedule, sample_steps, bool(bf16), sample_eta)
 
 
 def _warmup(optimizer: torch.optim.Optimizer, base_lr: float, warmup_steps: int) -> None:
@@ -799,6 +801,7 @@ def train_diffusion(
     warmup_steps: int = 100,
     ema_decay: float = 0.995,
     sample_steps: int = 20,
+    sample_eta: float = 1.0,
     bf16: bool | str = "auto",
     checkpoint: str | Path | None = None,
     on_epoch_end: Callable[[int, History], None] | None = None,
@@ -817,7 +820,7 @@ def train_diffusion(
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     noise_generator = config.seed_everything(seed)
     device = config.device()
-    model = make_diffusion(data.image_shape, channels, timesteps, schedule, sample_steps, bf16).to(device)
+    model = make_diffusion(data.image_shape, channels, timesteps, schedule, sample_steps, bf16, sample_eta).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     ema = EMA(model, ema_decay)
 
@@ -841,11 +844,17 @@ def train_diffusion(
 
 
 def sample_diffusion(
-    model: diffusion.DiffusionModel, n: int, seed: int = 0, steps: int | None = None, batch_size: int = 500
+    model: diffusion.DiffusionModel,
+    n: int,
+    seed: int = 0,
+    steps: int | None = None,
+    batch_size: int = 500,
+    eta: float | None = None,
 ) -> torch.Tensor:
     """``n`` pictures sculpted from seeded noise with DDIM: a CPU tensor ``n x C x H x W`` in [0, 1].
 
-    ``steps`` network calls per picture (default: the model's ``sample_steps``); the same seed gives
+    ``steps`` network calls per picture and DDIM's ``eta`` (defaults: the model's ``sample_steps`` and
+    ``sample_eta``); the same seed gives
     the same pictures. Works ``batch_size`` pictures at a time to keep memory small.
     """
     if not isinstance(model, diffusion.DiffusionModel):
@@ -856,7 +865,9 @@ def sample_diffusion(
     was_training = model.training
     model.eval()
     try:
-        chunks = [model.sample(min(batch_size, n - done), generator, steps)[0] for done in range(0, n, batch_size)]
+        chunks = [
+            model.sample(min(batch_size, n - done), generator, steps, eta=eta)[0] for done in range(0, n, batch_size)
+        ]
     finally:
         model.train(was_training)
     return to_unit(torch.cat(chunks)).cpu()

@@ -65,6 +65,10 @@ def test_train_sample_and_resume(tmp_path):
     assert samples.shape == (7, 1, 8, 8) and samples.min() >= 0 and samples.max() <= 1
     assert torch.equal(samples, sample_diffusion(model, 7, seed=1))
     assert not torch.equal(samples, sample_diffusion(model, 7, seed=2))
+    # eta = 0 (deterministic DDIM) walks another path than the default eta = 1, and is repeatable too.
+    deterministic = sample_diffusion(model, 7, seed=1, eta=0.0)
+    assert model.sample_eta == 1.0 and not torch.equal(deterministic, samples)
+    assert torch.equal(deterministic, sample_diffusion(model, 7, seed=1, eta=0.0))
     # Made a few at a time (less memory), the pictures come out all the same.
     assert sample_diffusion(model, 7, seed=1, batch_size=3).shape == (7, 1, 8, 8)
     # A second call loads the finished run instead of training again: same weights, same pictures.
