@@ -13,7 +13,7 @@ def _stub(*args):
 
 @pytest.mark.parametrize("check", [ex.check_q_sample, ex.check_ddim_step])
 def test_stubs_are_not_implemented(check, capsys):
-    assert check(_stub) is False
+    assert not check(_stub)
     assert "not implemented yet" in capsys.readouterr().out
 
 
@@ -21,7 +21,7 @@ def test_stubs_are_not_implemented(check, capsys):
     ("check", "reference"), [(ex.check_q_sample, ex.q_sample_reference), (ex.check_ddim_step, ex.ddim_step_reference)]
 )
 def test_references_pass(check, reference, capsys):
-    assert check(reference) is True
+    assert check(reference)
     assert "✅" in capsys.readouterr().out
 
 

@@ -29,7 +29,7 @@ def _stub(*args):
     ],
 )
 def test_stubs_are_not_implemented(check, capsys):
-    assert check(_stub) is False
+    assert not check(_stub)
     assert "not implemented yet" in capsys.readouterr().out
 
 
@@ -44,7 +44,7 @@ def test_stubs_are_not_implemented(check, capsys):
     ],
 )
 def test_references_pass(check, reference, capsys):
-    assert check(reference) is True
+    assert check(reference)
     assert "✅" in capsys.readouterr().out
 
 

@@ -81,7 +81,7 @@ def test_softmax_check_passes_the_stable_answer_and_catches_mistakes(capsys):
     def stub(logits):
         raise NotImplementedError()
 
-    assert check_softmax(stub) is False
+    assert not check_softmax(stub)
     assert "not implemented yet" in capsys.readouterr().out
 
 

@@ -24,10 +24,29 @@ class ExerciseError(AssertionError):
     """A wrong answer to an exercise; the message teaches what to fix."""
 
 
-def check(title: str, test: Callable[[], None]) -> bool:
+class CheckResult:
+    """The outcome of a check: true when it passed, false when the exercise is not written yet.
+
+    It shows nothing when it ends a notebook cell: the line the check printed already says everything.
+    """
+
+    def __init__(self, passed: bool) -> None:
+        self.passed = passed
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __repr__(self) -> str:
+        return f"CheckResult(passed={self.passed})"
+
+    def _ipython_display_(self) -> None:
+        pass
+
+
+def check(title: str, test: Callable[[], None]) -> CheckResult:
     """Run ``test`` (which raises :class:`ExerciseError` on a wrong answer) and report the outcome.
 
-    Returns True when the check passed, False when the exercise is not implemented yet.
+    The result is true when the check passed and false when the exercise is not implemented yet.
     """
     try:
         test()
@@ -35,11 +54,11 @@ def check(title: str, test: Callable[[], None]) -> bool:
         print(
             f"⏳ {title}: not implemented yet. Write your code in place of `raise NotImplementedError()` and run again."
         )
-        return False
+        return CheckResult(False)
     except ExerciseError as error:
         raise ExerciseError(f"❌ {title}: {error}") from None
     print(f"✅ {title}: passed")
-    return True
+    return CheckResult(True)
 
 
 def _to_tensor(value: Any, what: str) -> torch.Tensor:

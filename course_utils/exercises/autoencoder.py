@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 
 from course_utils import losses
-from course_utils.exercises import ExerciseError, check, expect_close, expect_shape, expect_true
+from course_utils.exercises import CheckResult, ExerciseError, check, expect_close, expect_shape, expect_true
 
 
 def _tensor(value: object, what: str) -> torch.Tensor:
@@ -22,7 +22,7 @@ def _tensor(value: object, what: str) -> torch.Tensor:
     return value.detach().double()
 
 
-def check_reconstruction_error(student_fn: Callable) -> bool:
+def check_reconstruction_error(student_fn: Callable) -> CheckResult:
     """Check ``student_fn(x_hat, x)``: BCE summed over each picture's pixels, averaged over pictures."""
 
     def test() -> None:
@@ -64,7 +64,7 @@ def check_reconstruction_error(student_fn: Callable) -> bool:
     return check("reconstruction error (BCE per picture)", test)
 
 
-def check_add_noise(student_fn: Callable) -> bool:
+def check_add_noise(student_fn: Callable) -> CheckResult:
     """Check ``student_fn(images, noise_std)``: images plus Gaussian noise of that std, clamped to [0, 1]."""
 
     def test() -> None:

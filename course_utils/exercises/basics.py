@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import torch
 
-from course_utils.exercises import check, expect_close, expect_shape, expect_true
+from course_utils.exercises import CheckResult, check, expect_close, expect_shape, expect_true
 
 
-def check_softmax(softmax: Callable[[torch.Tensor], torch.Tensor]) -> bool:
+def check_softmax(softmax: Callable[[torch.Tensor], torch.Tensor]) -> CheckResult:
     """``softmax(logits)`` turns a batch of logits (N x C) into probabilities that sum to 1 per row."""
 
     def test() -> None:
@@ -32,7 +32,7 @@ def check_softmax(softmax: Callable[[torch.Tensor], torch.Tensor]) -> bool:
     return check("softmax", test)
 
 
-def check_sample_gaussian(sample_gaussian: Callable[..., torch.Tensor]) -> bool:
+def check_sample_gaussian(sample_gaussian: Callable[..., torch.Tensor]) -> CheckResult:
     """``sample_gaussian(mean, std, n, generator)`` draws ``n`` samples of a diagonal Gaussian."""
 
     def test() -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 
 from course_utils import diffusion
-from course_utils.exercises import ExerciseError, check, expect_close, expect_shape, expect_true
+from course_utils.exercises import CheckResult, ExerciseError, check, expect_close, expect_shape, expect_true
 
 
 def q_sample_reference(
@@ -35,7 +35,7 @@ def _matches(candidate: torch.Tensor, got: torch.Tensor) -> bool:
     return candidate.shape == got.shape and torch.allclose(candidate.double(), got.double(), atol=1e-4, rtol=1e-3)
 
 
-def check_q_sample(student_fn: Callable) -> bool:
+def check_q_sample(student_fn: Callable) -> CheckResult:
     """Check ``student_fn(x0, t, noise, schedule) -> x_t``: the closed-form jump to step ``t``."""
 
     def test() -> None:
@@ -98,7 +98,7 @@ def check_q_sample(student_fn: Callable) -> bool:
     return check("q_sample", test)
 
 
-def check_ddim_step(student_fn: Callable) -> bool:
+def check_ddim_step(student_fn: Callable) -> CheckResult:
     """Check ``student_fn(x_t, eps, alpha_bar_t, alpha_bar_prev) -> x_prev``: one deterministic DDIM step."""
 
     def test() -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 
 from course_utils import metrics
-from course_utils.exercises import ExerciseError, check, expect_close, expect_true
+from course_utils.exercises import CheckResult, ExerciseError, check, expect_close, expect_true
 
 
 def frechet_distance_diagonal_reference(
@@ -31,7 +31,7 @@ def _scalar(value: object, what: str) -> torch.Tensor:
     return tensor.reshape(())
 
 
-def check_frechet_distance_diagonal(student_fn: Callable) -> bool:
+def check_frechet_distance_diagonal(student_fn: Callable) -> CheckResult:
     """Check ``student_fn(mu1, var1, mu2, var2)``: the Frechet distance for diagonal covariances (variances given)."""
 
     def test() -> None:
@@ -80,7 +80,7 @@ def mmd2_unbiased_reference(x: torch.Tensor, y: torch.Tensor, kernel: Callable) 
     return torch.tensor(metrics.mmd2_unbiased(x, y, kernel), dtype=torch.float64)
 
 
-def check_mmd2_unbiased(student_fn: Callable) -> bool:
+def check_mmd2_unbiased(student_fn: Callable) -> CheckResult:
     """Check ``student_fn(x, y, kernel)``: the unbiased squared MMD that KID averages."""
 
     def test() -> None:

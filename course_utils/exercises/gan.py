@@ -20,7 +20,7 @@ from torch import nn
 
 from course_utils import losses
 from course_utils.data import to_signed
-from course_utils.exercises import ExerciseError, check, expect_close, expect_shape, expect_true
+from course_utils.exercises import CheckResult, ExerciseError, check, expect_close, expect_shape, expect_true
 from course_utils.models.gan import GAN, MLPDiscriminator, MLPGenerator
 
 # =========================================================================== notebook 03
@@ -39,7 +39,7 @@ def build_generator_reference(latent_dim: int, image_shape: tuple[int, int, int]
     )
 
 
-def check_build_generator(student_fn: Callable) -> bool:
+def check_build_generator(student_fn: Callable) -> CheckResult:
     """Check ``student_fn(latent_dim, image_shape) -> nn.Module``: the MLP generator (noise -> picture in [-1, 1])."""
 
     def test() -> None:
@@ -104,7 +104,7 @@ class _ProbeCritic(nn.Module):
         return self.logits[: x.shape[0]].clone()
 
 
-def check_critic_probability(student_fn: Callable) -> bool:
+def check_critic_probability(student_fn: Callable) -> CheckResult:
     """Check ``student_fn(discriminator, images01) -> tensor N``: the critic's probability that each picture is real."""
 
     def test() -> None:
@@ -149,7 +149,7 @@ def discriminator_loss_reference(real_logits: torch.Tensor, fake_logits: torch.T
     return losses.discriminator_loss(real_logits, fake_logits)
 
 
-def check_discriminator_loss(student_fn: Callable) -> bool:
+def check_discriminator_loss(student_fn: Callable) -> CheckResult:
     """Check ``student_fn(real_logits, fake_logits) -> scalar``: the stable discriminator loss on logits."""
 
     def test() -> None:
@@ -224,7 +224,7 @@ def _run_discriminator_step(step_fn: Callable, model: GAN, real: torch.Tensor, j
     return model, result
 
 
-def check_discriminator_step(student_fn: Callable) -> bool:
+def check_discriminator_step(student_fn: Callable) -> CheckResult:
     """Check ``student_fn(model, optimizer_d, real) -> float``: one optimisation step of the critic only."""
 
     def test() -> None:
@@ -302,7 +302,7 @@ def _run_generator_step(step_fn: Callable, batch_size: int = 10) -> tuple[GAN, G
     return model, before, result
 
 
-def check_generator_step(student_fn: Callable) -> bool:
+def check_generator_step(student_fn: Callable) -> CheckResult:
     """Check ``student_fn(model, optimizer_g, batch_size) -> float``: one optimisation step of the artist only."""
 
     def test() -> None:

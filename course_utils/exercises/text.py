@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 
 from course_utils import text as reference
-from course_utils.exercises import ExerciseError, check, expect_close, expect_shape, expect_true
+from course_utils.exercises import CheckResult, ExerciseError, check, expect_close, expect_shape, expect_true
 
 _LOGITS = torch.tensor([[2.0, 1.0, 0.0, -1.0, 0.5], [0.5, 0.25, 3.0, -2.0, 1.0], [-1.0, 0.0, 1.0, 2.0, 4.0]])
 
@@ -32,7 +32,7 @@ def _call(student_fn: Callable, *args) -> torch.Tensor:
     return out.detach()
 
 
-def check_temperature_probs(student_fn: Callable[[torch.Tensor, float], torch.Tensor]) -> bool:
+def check_temperature_probs(student_fn: Callable[[torch.Tensor, float], torch.Tensor]) -> CheckResult:
     """Check ``student_fn(logits, temperature) -> probabilities`` against softmax(logits / temperature)."""
 
     def test() -> None:
@@ -76,7 +76,7 @@ def check_temperature_probs(student_fn: Callable[[torch.Tensor, float], torch.Te
     return check("Exercise: temperature-scaled probabilities", test)
 
 
-def check_top_k_filter(student_fn: Callable[[torch.Tensor, int], torch.Tensor]) -> bool:
+def check_top_k_filter(student_fn: Callable[[torch.Tensor, int], torch.Tensor]) -> CheckResult:
     """Check ``student_fn(logits, k) -> logits`` keeping the ``k`` largest per row and -inf elsewhere."""
 
     def test() -> None:

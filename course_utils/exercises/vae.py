@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 
 from course_utils import losses
-from course_utils.exercises import ExerciseError, check, expect_close, expect_shape, expect_true
+from course_utils.exercises import CheckResult, ExerciseError, check, expect_close, expect_shape, expect_true
 
 
 def _tensor(value: object, what: str) -> torch.Tensor:
@@ -23,7 +23,7 @@ def _tensor(value: object, what: str) -> torch.Tensor:
     return value
 
 
-def check_reparameterize(student_fn: Callable) -> bool:
+def check_reparameterize(student_fn: Callable) -> CheckResult:
     """Check ``student_fn(mu, logvar)``: one draw ``mu + exp(0.5 * logvar) * eps`` per row, differentiable."""
 
     def test() -> None:
@@ -88,7 +88,7 @@ _NO_GRADIENT = (
 )
 
 
-def check_kl_divergence(student_fn: Callable) -> bool:
+def check_kl_divergence(student_fn: Callable) -> CheckResult:
     """Check ``student_fn(mu, logvar)``: KL(N(mu, exp(logvar)) || N(0, I)) per row, summed over latent dimensions."""
 
     def test() -> None:
@@ -135,7 +135,7 @@ def check_kl_divergence(student_fn: Callable) -> bool:
     return check("KL divergence to the prior", test)
 
 
-def check_vae_loss(student_fn: Callable) -> bool:
+def check_vae_loss(student_fn: Callable) -> CheckResult:
     """Check ``student_fn(x_hat, x, mu, logvar, beta)``: mean over pictures of (BCE summed over pixels + beta * KL)."""
 
     def test() -> None:

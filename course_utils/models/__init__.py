@@ -2,8 +2,8 @@
 
 from course_utils.models.autoencoder import VAE, Autoencoder, ConvAutoencoder, ConvVAE
 from course_utils.models.classifier import Classifier
-from course_utils.models.gaussian import GaussianArtist
 from course_utils.models.gan import GAN, ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator, make_gan
+from course_utils.models.gaussian import GaussianArtist
 from course_utils.models.text import CharGRU
 from course_utils.models.unet import UNet
 
