@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_utils import config
-from course_utils.checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
+from course_utils.checkpoints import CheckpointMismatchError, checkpoint_path, load_checkpoint, save_checkpoint
 from course_utils.data import ImageData, load_dataset
 from course_utils.models.classifier import Classifier
 from course_utils.train import History, fit
@@ -69,7 +69,10 @@ def get_classifier(data: ImageData, verbose: bool = True) -> Classifier:
     path = checkpoint_path("critic", data)
     model = Classifier(data.image_shape)
     if path.exists():
-        extra = load_checkpoint(path, {"model": model})
+        try:
+            extra = load_checkpoint(path, {"model": model})
+        except CheckpointMismatchError:
+            extra = {}  # saved by an older version of the critic: training below sets the file aside
         if "test_accuracy" in extra:
             if verbose:
                 print(f"Critic loaded from {path} (test accuracy {extra['test_accuracy']:.1%}).")

@@ -73,3 +73,19 @@ def test_results_are_recorded_as_json(tmp_path, monkeypatch):
     assert results.load_all() == {"vae": saved}
     with pytest.raises(TypeError, match="number, string or list"):
         results.record("vae", {"model": object()})
+
+
+def test_an_outdated_critic_checkpoint_is_replaced(tmp_path, monkeypatch, capsys):
+    from torch import nn
+
+    from course_utils.checkpoints import checkpoint_path, save_checkpoint
+
+    monkeypatch.setenv("COURSE_CHECKPOINT_DIR", str(tmp_path))
+    data = load_dataset("digits", verbose=False).subset(300)
+    old = Classifier(data.image_shape)
+    old.head = nn.Linear(128, 3)  # an older architecture
+    save_checkpoint(checkpoint_path("critic", data), {"model": old}, test_accuracy=0.5)
+    monkeypatch.setattr(critic.config, "by_profile", lambda full, fast: 1)  # one tiny step is enough here
+    model = critic.get_classifier(data)
+    assert model.head.out_features == 10
+    assert "does not fit this model" in capsys.readouterr().out
