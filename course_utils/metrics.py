@@ -230,12 +230,12 @@ def kid(
 # --------------------------------------------------------------------------- precision and recall
 
 
-def _pairwise_distances(x: torch.Tensor, y: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+def _pairwise_distances(x: torch.Tensor, y: torch.Tensor, chunk: int = 128) -> torch.Tensor:
     """Euclidean distances between every row of ``x`` and every row of ``y`` (``N x M``), in chunks of rows."""
     return torch.cat([torch.cdist(x[i : i + chunk], y) for i in range(0, x.shape[0], chunk)])
 
 
-def knn_radii(features: torch.Tensor, k: int, chunk: int = 256) -> torch.Tensor:
+def knn_radii(features: torch.Tensor, k: int, chunk: int = 128) -> torch.Tensor:
     """Distance from each row to its ``k``-th nearest *other* row: the radius of its ball on the manifold."""
     if not 1 <= k < features.shape[0]:
         raise ValueError(f"k must be between 1 and N - 1 = {features.shape[0] - 1}, got {k}")
@@ -249,7 +249,7 @@ def knn_radii(features: torch.Tensor, k: int, chunk: int = 256) -> torch.Tensor:
     )
 
 
-def _coverage(manifold: torch.Tensor, radii: torch.Tensor, queries: torch.Tensor, chunk: int = 256) -> float:
+def _coverage(manifold: torch.Tensor, radii: torch.Tensor, queries: torch.Tensor, chunk: int = 128) -> float:
     """Fraction of ``queries`` that fall inside at least one ball (centre ``manifold[i]``, radius ``radii[i]``)."""
     inside = [
         (torch.cdist(queries[i : i + chunk], manifold) <= radii[None, :]).any(dim=1)
