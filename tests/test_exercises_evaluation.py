@@ -97,3 +97,10 @@ def _plain_dot_kernel(x, y, kernel):
 def test_mmd_plausible_mistakes_get_a_hint(wrong, hint):
     with pytest.raises(ExerciseError, match=hint):
         ex.check_mmd2_unbiased(wrong)
+
+
+def test_a_missing_return_gets_a_teaching_message():
+    with pytest.raises(ExerciseError, match="forget to `return`"):
+        ex.check_frechet_distance_diagonal(lambda mu1, var1, mu2, var2: None)
+    with pytest.raises(ExerciseError, match="forget to `return`"):
+        ex.check_mmd2_unbiased(lambda x, y, kernel: None)

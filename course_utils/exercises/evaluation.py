@@ -22,6 +22,7 @@ def frechet_distance_diagonal_reference(
 
 
 def _scalar(value: object, what: str) -> torch.Tensor:
+    expect_true(value is not None, f"{what} is None: did you forget to `return` the result?")
     tensor = torch.as_tensor(value, dtype=torch.float64) if not isinstance(value, torch.Tensor) else value.double()
     expect_true(
         tensor.numel() == 1,
