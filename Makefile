@@ -26,8 +26,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Jupyter refuses to run as root unless told to (containers, CI machines); a normal user needs nothing extra.
 lab: install
-	$(VENV)/bin/jupyter lab notebooks/00_generative_vs_discriminative.ipynb
+	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/00_generative_vs_discriminative.ipynb
 
 lint: install
 	$(PY) -m ruff check .
