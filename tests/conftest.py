@@ -16,3 +16,14 @@ def _isolated_folders(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyt
     monkeypatch.setenv("COURSE_RESULTS_DIR", str(root / "results"))
     monkeypatch.setenv("COURSE_DATA_DIR", str(root / "data"))
     monkeypatch.setenv("COURSE_PROFILE", "fast")
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test's tiny models on one thread: a second thread only adds waiting, many times over on a busy machine."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -10,14 +10,7 @@ import torch
 from course_utils import text, train
 from course_utils.models import CharGRU
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny recurrent nets gain nothing from threads; on a busy 2-core machine two threads ran them ~20x slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny_data() -> text.TextData:

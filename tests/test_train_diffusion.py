@@ -7,14 +7,7 @@ from course_utils import checkpoints, diffusion
 from course_utils.data import ImageData
 from course_utils.train import EMA, diffusion_step, make_diffusion, sample_diffusion, train_diffusion
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models: one thread avoids waiting on a second, busy core (much faster on a shared machine).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _blobs(n=64, size=8):

@@ -5,14 +5,7 @@ import torch
 
 from course_utils.models.unet import SinusoidalTimeEmbedding, UNet
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models: one thread avoids waiting on a second, busy core (much faster on a shared machine).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("shape,channels", [((1, 8, 8), (8, 16, 16)), ((1, 28, 28), (8, 16, 16)), ((1, 8, 8), (8, 16))])
