@@ -11,8 +11,13 @@ Models that want pixels in ``[-1, 1]`` (GANs with a Tanh output, diffusion) conv
 
 Names: ``mnist`` and ``fashion-mnist`` (28x28, through torchvision, downloaded into the data
 folder when the network allows), ``digits`` (8x8, 1,797 real handwritten digits bundled with
-scikit-learn: always offline), and ``auto`` (MNIST where it is on disk or can be downloaded,
-otherwise the digits, saying which and why).
+scikit-learn: always offline), ``mnist-test-split`` (only MNIST's 10,000 test images, from a folder
+that ``COURSE_MNIST_TEST_DIR`` names: its first 8,000 serve as training images and its last 2,000 as
+test images), and ``auto`` (the test-split folder when that variable names one, else MNIST where it
+is on disk or can be downloaded, else the digits, saying which and why).
+
+The package never looks outside the project for data: a folder elsewhere is used only when an
+environment variable names it.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sequential
 
 from course_utils import config
 
-DATASETS = ("mnist", "fashion-mnist", "digits")
+DATASETS = ("mnist", "fashion-mnist", "digits", "mnist-test-split")
 """The data set names :func:`load_dataset` accepts (besides ``auto``)."""
 
 SPLITS = ("train", "test")
@@ -38,6 +43,7 @@ SPLITS = ("train", "test")
 CLASS_NAMES = {
     "mnist": [str(d) for d in range(10)],
     "digits": [str(d) for d in range(10)],
+    "mnist-test-split": [str(d) for d in range(10)],
     "fashion-mnist": [
         "T-shirt",
         "Trouser",
@@ -52,11 +58,13 @@ CLASS_NAMES = {
     ],
 }
 
-# The MNIST test split shipped beside the project on development and CI machines (10,000 real
-# 28x28 digits). When only this split is on disk, its first 8,000 images serve as "train" and
-# its last 2,000 as "test", so the two never overlap.
-SHARED_MNIST_TEST = config.PROJECT_ROOT.parent / "shared" / "data" / "mnist-test"
-SHARED_TRAIN_SIZE = 8000
+# A classroom (or CI) that has only MNIST's test split (the two files t10k-images-idx3-ubyte.gz and
+# t10k-labels-idx1-ubyte.gz) names their folder in this variable. Its first 8,000 images serve as
+# "train" and its last 2,000 as "test", so the two never overlap. The data set gets its own name,
+# so its checkpoints, critic and results never mix with those of the real 60,000-image MNIST.
+MNIST_TEST_SPLIT_VARIABLE = "COURSE_MNIST_TEST_DIR"
+MNIST_TEST_SPLIT_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+TEST_SPLIT_TRAIN_SIZE = 8000
 
 _TORCHVISION_FOLDER = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 
@@ -166,6 +174,8 @@ def load_dataset(
         )
     if name == "digits":
         data = _load_digits(split)
+    elif name == "mnist-test-split":
+        data = _load_mnist_test_split(split)
     else:
         data = _load_torchvision(name, split)
     data = data.subset(limit)
@@ -175,10 +185,10 @@ def load_dataset(
 
 
 def _choose_auto() -> tuple[str, str]:
+    if _mnist_test_split_dir() is not None:
+        return "mnist-test-split", f"{MNIST_TEST_SPLIT_VARIABLE} names a folder with MNIST's test split"
     if _torchvision_files_present("mnist", config.data_dir()):
         return "mnist", f"MNIST found in {config.data_dir()}"
-    if _shared_mnist_present():
-        return "mnist", "the offline MNIST test split was found beside the project"
     if os.environ.get("COURSE_OFFLINE", "") not in ("", "0"):
         return "digits", "COURSE_OFFLINE is set, so the bundled 8x8 digits are used"
     try:
@@ -209,19 +219,26 @@ def _torchvision_files_present(name: str, root: Path) -> bool:
     return (raw / "train-images-idx3-ubyte").exists() and (raw / "t10k-images-idx3-ubyte").exists()
 
 
-def _shared_mnist_present() -> bool:
-    folder = _shared_mnist_dir()
-    return (folder / "t10k-images-idx3-ubyte.gz").exists() and (folder / "t10k-labels-idx1-ubyte.gz").exists()
+def _mnist_test_split_dir() -> Path | None:
+    """The folder ``COURSE_MNIST_TEST_DIR`` names, or None when the variable is unset.
 
-
-def _shared_mnist_dir() -> Path:
-    return Path(os.environ.get("COURSE_MNIST_TEST_DIR") or SHARED_MNIST_TEST)
+    A variable that names a folder without the two test-split files is a mistake worth stopping for.
+    """
+    value = os.environ.get(MNIST_TEST_SPLIT_VARIABLE, "").strip()
+    if not value:
+        return None
+    folder = Path(value).expanduser()
+    missing = [name for name in MNIST_TEST_SPLIT_FILES if not (folder / name).is_file()]
+    if missing:
+        raise DataUnavailableError(
+            f"{MNIST_TEST_SPLIT_VARIABLE}={value} but {folder} lacks {', '.join(missing)}. Point the variable at "
+            "the folder that holds MNIST's test split (both files, gzipped), or unset it."
+        )
+    return folder
 
 
 def _load_torchvision(name: str, split: str) -> ImageData:
     root = config.data_dir()
-    if name == "mnist" and not _torchvision_files_present(name, root) and _shared_mnist_present():
-        return _load_shared_mnist(split)
     if not _torchvision_files_present(name, root):
         _download_torchvision(name, root, train=split == "train")
     dataset = _open_torchvision(name, root, train=split == "train")
@@ -230,17 +247,23 @@ def _load_torchvision(name: str, split: str) -> ImageData:
     return ImageData(images, labels, name, f"torchvision files in {root}")
 
 
-def _load_shared_mnist(split: str) -> ImageData:
-    folder = _shared_mnist_dir()
-    images = read_idx(folder / "t10k-images-idx3-ubyte.gz")
-    labels = read_idx(folder / "t10k-labels-idx1-ubyte.gz")
-    part = slice(0, SHARED_TRAIN_SIZE) if split == "train" else slice(SHARED_TRAIN_SIZE, None)
-    source = f"the MNIST test split in {folder} ({'first 8,000' if split == 'train' else 'last 2,000'})"
+def _load_mnist_test_split(split: str) -> ImageData:
+    folder = _mnist_test_split_dir()
+    if folder is None:
+        raise DataUnavailableError(
+            f"the mnist-test-split data set needs {MNIST_TEST_SPLIT_VARIABLE} to name a folder holding "
+            f"{' and '.join(MNIST_TEST_SPLIT_FILES)}; or choose mnist (downloaded) or digits (offline)."
+        )
+    images = read_idx(folder / MNIST_TEST_SPLIT_FILES[0])
+    labels = read_idx(folder / MNIST_TEST_SPLIT_FILES[1])
+    cut = TEST_SPLIT_TRAIN_SIZE
+    part = slice(0, cut) if split == "train" else slice(cut, None)
+    which = f"first {cut:,}" if split == "train" else f"last {len(labels) - cut:,}"
     return ImageData(
         torch.from_numpy(images[part].copy()).unsqueeze(1).to(torch.float32) / 255.0,
         torch.from_numpy(labels[part].astype(np.int64)),
-        "mnist",
-        source,
+        "mnist-test-split",
+        f"MNIST's test split in {folder} ({which} images)",
     )
 
 

@@ -1,5 +1,9 @@
+import functools
 import gzip
+import hashlib
+import http.server
 import struct
+import threading
 
 import numpy as np
 import pytest
@@ -27,8 +31,8 @@ def make_tiny_mnist(root, n_train=12, n_test=6, folder="MNIST"):
 
 
 @pytest.fixture
-def no_shared_mnist(monkeypatch, tmp_path):
-    monkeypatch.setenv("COURSE_MNIST_TEST_DIR", str(tmp_path / "nothing-here"))
+def no_shared_mnist(monkeypatch):
+    monkeypatch.delenv(data.MNIST_TEST_SPLIT_VARIABLE, raising=False)
 
 
 @pytest.fixture
@@ -103,24 +107,84 @@ def test_corrupt_file_is_reported_with_a_fix(tmp_path, monkeypatch, no_shared_mn
 
 
 def test_unknown_name_and_split_are_rejected():
-    with pytest.raises(ValueError, match="mnist, fashion-mnist, digits"):
+    with pytest.raises(ValueError, match="mnist, fashion-mnist, digits, mnist-test-split"):
         data.load_dataset("cifar")
     with pytest.raises(ValueError, match="split"):
         data.load_dataset("digits", "validation")
 
 
-def test_shared_test_split_is_cut_into_disjoint_train_and_test(tmp_path, monkeypatch):
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    images = np.arange(10 * 28 * 28).reshape(10, 28, 28) % 256
-    write_idx(shared / "t10k-images-idx3-ubyte.gz", images, compress=True)
-    write_idx(shared / "t10k-labels-idx1-ubyte.gz", np.arange(10), compress=True)
-    monkeypatch.setenv("COURSE_MNIST_TEST_DIR", str(shared))
+def make_test_split_folder(folder, n=10):
+    folder.mkdir()
+    images = np.arange(n * 28 * 28).reshape(n, 28, 28) % 256
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", images, compress=True)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.arange(n) % 10, compress=True)
+    return folder
+
+
+def test_test_split_is_its_own_data_set_cut_into_disjoint_train_and_test(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_MNIST_TEST_DIR", str(make_test_split_folder(tmp_path / "split")))
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "empty"))
-    monkeypatch.setattr(data, "SHARED_TRAIN_SIZE", 7)
-    train = data.load_dataset("mnist", "train", verbose=False)
-    test = data.load_dataset("mnist", "test", verbose=False)
+    monkeypatch.setattr(data, "TEST_SPLIT_TRAIN_SIZE", 7)
+    train = data.load_dataset("mnist-test-split", "train", verbose=False)
+    test = data.load_dataset("mnist-test-split", "test", verbose=False)
     assert train.labels.tolist() == list(range(7)) and test.labels.tolist() == [7, 8, 9]
+    # Named for what it is, so that its checkpoints never mix with those of the real MNIST.
+    assert train.name == "mnist-test-split" and "first 7" in train.source and "last 3" in test.source
+
+
+def test_auto_uses_the_test_split_only_when_the_variable_names_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("COURSE_OFFLINE", "1")
+    monkeypatch.delenv("COURSE_MNIST_TEST_DIR", raising=False)
+    # Nothing outside the project is looked at by default (development machines keep a split beside it).
+    assert data.load_dataset("auto", verbose=False).name == "digits"
+    monkeypatch.setenv("COURSE_MNIST_TEST_DIR", str(make_test_split_folder(tmp_path / "split")))
+    chosen = data.load_dataset("auto")
+    assert chosen.name == "mnist-test-split" and len(chosen) == 10  # fewer than 8,000: all of them are "train"
+    assert "COURSE_MNIST_TEST_DIR names a folder" in capsys.readouterr().out
+
+
+def test_test_split_variable_naming_a_wrong_folder_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_MNIST_TEST_DIR", str(tmp_path))
+    with pytest.raises(data.DataUnavailableError, match="lacks t10k-images"):
+        data.load_dataset("auto")
+    monkeypatch.delenv("COURSE_MNIST_TEST_DIR")
+    with pytest.raises(data.DataUnavailableError, match="needs COURSE_MNIST_TEST_DIR"):
+        data.load_dataset("mnist-test-split")
+
+
+def test_mnist_is_downloaded_through_torchvision(tmp_path, monkeypatch, capsys, no_shared_mnist):
+    # A local web server plays the MNIST mirror: the real download code runs, checksums and all, offline.
+    served = tmp_path / "mirror"
+    served.mkdir()
+    resources = []
+    rng = np.random.default_rng(1)
+    for prefix, n in (("train", 20), ("t10k", 5)):
+        for kind, array in (("images-idx3", rng.integers(0, 256, (n, 28, 28))), ("labels-idx1", np.arange(n) % 10)):
+            name = f"{prefix}-{kind}-ubyte.gz"
+            write_idx(served / name, array, compress=True)
+            resources.append((name, hashlib.md5((served / name).read_bytes()).hexdigest()))
+    handler = functools.partial(QuietHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        from torchvision import datasets
+
+        monkeypatch.setattr(datasets.MNIST, "mirrors", [f"http://127.0.0.1:{server.server_port}/"])
+        monkeypatch.setattr(datasets.MNIST, "resources", resources)
+        monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "data"))
+        chosen = data.load_dataset("auto", "train")
+        test = data.load_dataset("auto", "test", verbose=False)
+    finally:
+        server.shutdown()
+    assert chosen.name == "mnist" and chosen.images.shape == (20, 1, 28, 28) and len(test) == 5
+    assert "MNIST was downloaded" in capsys.readouterr().out
+    assert (tmp_path / "data" / "MNIST" / "raw" / "train-images-idx3-ubyte").exists()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # keep the test output clean
+        pass
 
 
 def test_read_idx_checks_the_file(tmp_path):
