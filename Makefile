@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 PROFILE ?= full
 NOTEBOOK ?=
 
-.PHONY: help install lab test test-unit test-notebooks lint format course student benchmark clean
+.PHONY: help install lab test test-unit test-notebooks test-student lint format course student benchmark clean
 
 help:
 	@echo "make lab        open the course in JupyterLab (installs first)"
@@ -45,6 +45,10 @@ test-unit: install
 test-notebooks: install
 	tmp=$$(mktemp -d) && COURSE_PROFILE=fast COURSE_CHECKPOINT_DIR=$$tmp/checkpoints COURSE_RESULTS_DIR=$$tmp/results \
 		$(PY) -m pytest --nbval-lax --nbval-current-env notebooks; status=$$?; rm -rf $$tmp; exit $$status
+
+# The generated student notebooks, executed with only their stubs (also part of test-unit; CI reruns it per data set).
+test-student: install
+	$(PY) -m pytest tests/test_student_notebooks.py
 
 test: lint test-unit test-notebooks
 

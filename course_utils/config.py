@@ -32,7 +32,15 @@ PROFILES = ("full", "fast")
 
 _T = TypeVar("_T")
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+def _project_root() -> Path:
+    """The course's checkout; where course_utils was installed as a plain package (Colab), the current folder."""
+    package_parent = Path(__file__).resolve().parents[1]
+    return package_parent if (package_parent / "pyproject.toml").is_file() else Path.cwd()
+
+
+PROJECT_ROOT = _project_root()
+"""Data, checkpoints and results live below this folder unless their environment variables say otherwise."""
 
 
 def profile() -> str:
