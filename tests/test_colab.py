@@ -38,7 +38,7 @@ def test_each_notebook_has_its_colab_badge_and_the_same_set_up_cell_first(path):
     assert f"]({colab_url(path)})" in top, f"{path.name} needs an 'Open in Colab' badge that opens itself"
     first_code = setup_cell(path).source
     assert first_code == setup_cell(NOTEBOOKS[0]).source, f"{path.name}'s set-up cell differs from notebook 00's"
-    assert f"git+https://github.com/{REPOSITORY}" in first_code and "find_spec(\"course_utils\")" in first_code
+    assert f"git+https://github.com/{REPOSITORY}" in first_code and 'find_spec("course_utils")' in first_code
 
 
 def test_readme_links_every_notebook_to_colab():
