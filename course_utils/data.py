@@ -242,7 +242,7 @@ def _load_torchvision(name: str, split: str) -> ImageData:
     if not _torchvision_files_present(name, root):
         _download_torchvision(name, root, train=split == "train")
     dataset = _open_torchvision(name, root, train=split == "train")
-    images = dataset.data.unsqueeze(1).to(torch.float32) / 255.0
+    images = dataset.data.unsqueeze(1).to(torch.float32).div_(255.0)  # in place: 60,000 images are 188 MB
     labels = dataset.targets.to(torch.int64)
     return ImageData(images, labels, name, f"torchvision files in {root}")
 
@@ -260,7 +260,7 @@ def _load_mnist_test_split(split: str) -> ImageData:
     part = slice(0, cut) if split == "train" else slice(cut, None)
     which = f"first {cut:,}" if split == "train" else f"last {len(labels) - cut:,}"
     return ImageData(
-        torch.from_numpy(images[part].copy()).unsqueeze(1).to(torch.float32) / 255.0,
+        torch.from_numpy(images[part].copy()).unsqueeze(1).to(torch.float32).div_(255.0),
         torch.from_numpy(labels[part].astype(np.int64)),
         "mnist-test-split",
         f"MNIST's test split in {folder} ({which} images)",
