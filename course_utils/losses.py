@@ -5,7 +5,11 @@ independent reference (a closed form, ``torch.distributions`` or a Monte-Carlo e
 
 Conventions: pictures are ``N x C x H x W`` tensors; "per image" losses are *summed* over the
 pixels of each picture (and over the latent dimensions) and then averaged over the batch, so the
-numbers are in nats per image, comparable with the literature (e.g. ~100 nats for an MNIST VAE).
+numbers are in nats per image.
+
+The "bce" reconstruction reads each pixel as a Bernoulli variable (ink or paper). The course's pixels are
+grey values in [0, 1], not 0/1, so the VAE's negative ELBO here is a training objective, not a bound on the
+log-likelihood of the data: it cannot be compared with published figures for binarized MNIST (~80-100 nats).
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor, kind: str = "bce")
 
     ``bce``: binary cross-entropy, ``-sum(x log x_hat + (1 - x) log(1 - x_hat))`` over the pixels,
     for ``x_hat`` in [0, 1] (a sigmoid output) and ``x`` in [0, 1]. It is ``-log p(x | z)`` when each
-    pixel is a coin that comes up "ink" with probability ``x_hat``.
+    pixel is a coin that comes up "ink" with probability ``x_hat`` and ``x`` is 0 or 1; for grey ``x`` it
+    is a training objective whose minimum, at ``x_hat = x``, is above 0.
     ``mse``: the squared error summed over the pixels (``-log p(x | z)`` for a Gaussian, up to
     a constant and a scale).
     """
@@ -76,7 +81,8 @@ def vae_loss(
     """The VAE objective: reconstruction + ``beta`` x KL, per image, averaged over the batch.
 
     With ``beta=1`` and ``kind='bce'``, ``loss`` is the negative ELBO (a one-sample estimate,
-    since ``x_hat`` decodes one code drawn from the cloud): an upper bound on ``-log p(x)``.
+    since ``x_hat`` decodes one code drawn from the cloud): an upper bound on ``-log p(x)`` when the
+    pixels are 0 or 1. On grey pixels it is the same objective without that meaning (see the module's note).
     ``beta > 1`` pushes the codes harder towards the prior (smoother latent space, blurrier
     pictures); ``beta < 1`` favours sharp reconstructions.
     """

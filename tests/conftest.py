@@ -20,10 +20,12 @@ def _isolated_folders(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyt
 
 @pytest.fixture
 def one_thread():
-    """Run a test's tiny models on one thread: a second thread only adds waiting, many times over on a busy machine."""
+    """Run a test's tiny models the way the course runs small sequential work: ``config.use_threads("sequential")``."""
     import torch
 
+    from course_utils import config
+
     previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+    config.use_threads("sequential")
     yield
     torch.set_num_threads(previous)

@@ -63,10 +63,26 @@ def test_cpu_budget_reads_cgroup_quotas(tmp_path):
     assert config.cpu_budget(tmp_path / "absent") >= 1
 
 
-def test_limit_threads_never_exceeds_the_budget(monkeypatch):
+def test_use_threads_batched_never_exceeds_the_budget(monkeypatch):
     before = torch.get_num_threads()
     monkeypatch.setattr(config, "cpu_budget", lambda: 1)
     try:
-        assert config.limit_threads() == 1 and torch.get_num_threads() == 1
+        assert config.use_threads("batched") == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_use_threads_batched_restores_pytorchs_choice_after_sequential_work(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.setattr(config, "cpu_budget", lambda: 64)
+    monkeypatch.setattr(config, "_TORCH_DEFAULT_THREADS", 2)
+    try:
+        assert config.use_threads("sequential") == 1 and torch.get_num_threads() == 1
+        assert config.use_threads() == 2 and torch.get_num_threads() == 2  # PyTorch's choice, within the budget
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_use_threads_rejects_unknown_work():
+    with pytest.raises(ValueError, match="sequential"):
+        config.use_threads("tiny")

@@ -144,6 +144,31 @@ def broken_notebook() -> nbformat.NotebookNode:
     )
 
 
+GOOD_DIAGRAM = """\
+A diagram that draws:
+
+```mermaid
+graph LR
+    A["noise"] --> B["model"] --> C["picture"]
+```"""
+
+# An unclosed label: mermaid cannot parse it.
+BROKEN_DIAGRAM = """\
+A diagram with a typo:
+
+```mermaid
+graph LR
+    A["noise] --> B["model"]
+```"""
+
+
+def diagram_notebook() -> nbformat.NotebookNode:
+    """Markdown only: a diagram that draws (cell 1) and one that mermaid cannot parse (cell 2)."""
+    notebook = _notebook("Diagram demo", [])
+    notebook.cells += [new_markdown_cell(GOOD_DIAGRAM), new_markdown_cell(BROKEN_DIAGRAM)]
+    return notebook
+
+
 def write(notebook: nbformat.NotebookNode, path: Path) -> Path:
     """Write ``notebook`` to ``path`` (folders created) and return the path."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -547,6 +547,96 @@ def inspect_notebook(
     return report
 
 
+# The markdown of a diagram: a fenced code block whose language is mermaid.
+MERMAID_FENCE = re.compile(r"^\s*(```|~~~)\s*mermaid\s*$", re.MULTILINE)
+
+# JupyterLab 4 (@jupyterlab/mermaid) replaces each ```mermaid block by a div.jp-RenderedMermaid: on success it holds
+# figure > img whose src is the drawing as an SVG data URL; on failure the div also has the class jp-mod-warning and
+# holds details.jp-RenderedMermaid-Details with the diagram's source and mermaid's error message.
+_JS_DIAGRAMS = f"""() => {_PANEL}.content.widgets.flatMap((cell, index) =>
+  cell.model.type !== 'markdown' ? [] : [...cell.node.querySelectorAll('.jp-RenderedMermaid')].map((node) => {{
+    const img = node.querySelector('figure > img');
+    const src = (img && img.getAttribute('src')) || '';
+    const prefix = 'data:image/svg+xml,';
+    const svg = src.startsWith(prefix) ? decodeURIComponent(src.slice(prefix.length)) : '';
+    const details = node.querySelector('.jp-RenderedMermaid-Details');
+    return {{cell: index, warning: node.classList.contains('jp-mod-warning'), svg: /<svg[\\s>]/.test(svg),
+             errorDrawing: /syntax error|class="error-icon"/i.test(svg),
+             loaded: !!img && img.complete && img.naturalWidth > 0,
+             width: img ? img.naturalWidth : 0, height: img ? img.naturalHeight : 0,
+             error: details ? details.innerText : null}};
+  }}))"""
+
+
+def mermaid_blocks(notebook_file: Path) -> dict[int, int]:
+    """How many ```mermaid blocks each markdown cell of ``notebook_file`` holds: ``{cell index: count}``."""
+    notebook = nbformat.read(notebook_file, as_version=4)
+    found = {}
+    for index, cell in enumerate(notebook.cells):
+        count = len(MERMAID_FENCE.findall(cell.source)) if cell.cell_type == "markdown" else 0
+        if count:
+            found[index] = count
+    return found
+
+
+def inspect_diagrams(
+    page: Any, server: LabServer, rel_path: str, screenshot_dir: Path, timeout_s: float = 60.0
+) -> NotebookReport:
+    """Open ``rel_path`` in JupyterLab (running nothing) and check that every ```mermaid block is drawn as an SVG.
+
+    Markdown cells render when the notebook opens; mermaid draws each diagram a moment later. Problems reported: a
+    diagram that shows mermaid's error (with its message), one drawn as mermaid's "Syntax error" picture, one that is
+    not an SVG image or did not load, and a notebook where fewer diagrams appear than its markdown holds.
+    ``counts["diagrams"]`` is the number drawn correctly; a screenshot of each goes to
+    ``screenshot_dir/diagrams/<notebook>-cellNN-diagramK.png``.
+    """
+    report = NotebookReport(rel_path)
+    expected = mermaid_blocks(server.root / rel_path)
+    total = sum(expected.values())
+    report.seconds["show"] = round(open_notebook(page, server, rel_path), 1)
+    start = time.monotonic()
+    try:  # every block replaced by a finished diagram (drawn and loaded, or an error)
+        page.wait_for_function(
+            f"(n) => ({_JS_DIAGRAMS})().filter((d) => d.warning || d.loaded).length >= n",
+            arg=total,
+            timeout=timeout_s * 1000,
+            polling=250,
+        )
+    except PlaywrightTimeout:
+        pass  # reported below, diagram by diagram
+    report.seconds["diagrams"] = round(time.monotonic() - start, 1)
+    diagrams = page.evaluate(_JS_DIAGRAMS)
+    folder = screenshot_dir / "diagrams"
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(f"{Path(rel_path).stem}-cell*.png"):
+        stale.unlink()
+    drawn = 0
+    for index, count in expected.items():
+        mine = [d for d in diagrams if d["cell"] == index]
+        if len(mine) < count:
+            report.problems.append(f"cell {index}: {count} mermaid block(s) in the markdown, {len(mine)} diagram(s)")
+        for k, diagram in enumerate(mine):
+            if diagram["warning"]:
+                error = " ".join((diagram["error"] or "").split())[-300:]
+                report.problems.append(f"cell {index}: diagram {k} shows a mermaid error: {error}")
+            elif diagram["errorDrawing"]:
+                report.problems.append(f"cell {index}: diagram {k} is drawn as mermaid's syntax-error picture")
+            elif not (diagram["svg"] and diagram["loaded"]):
+                report.problems.append(f"cell {index}: diagram {k} is not a loaded SVG image ({diagram})")
+            else:
+                drawn += 1
+                figure = page.evaluate_handle(
+                    f"([i, k]) => {_PANEL}.content.widgets[i].node.querySelectorAll('.jp-RenderedMermaid figure')[k]",
+                    [index, k],
+                ).as_element()
+                _screenshot(figure, folder, f"{Path(rel_path).stem}-cell{index:02d}-diagram{k}", report)
+    stray = [d["cell"] for d in diagrams if d["cell"] not in expected]
+    if stray:
+        report.notes.append(f"diagrams in cells {stray}, which hold no ```mermaid block in the file")
+    report.counts = {"mermaid_blocks": total, "diagrams": drawn}
+    return report
+
+
 def _cuda_available() -> bool:
     """Whether the kernels see a CUDA GPU (they run in this Python environment, on this machine)."""
     import torch

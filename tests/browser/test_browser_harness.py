@@ -9,7 +9,15 @@ from typing import Any
 
 import demo_notebooks
 import pytest
-from jupyterlab_driver import PROJECT_ROOT, LabServer, inspect_notebook, lab_server, port_is_free, process_group_alive
+from jupyterlab_driver import (
+    PROJECT_ROOT,
+    LabServer,
+    inspect_diagrams,
+    inspect_notebook,
+    lab_server,
+    port_is_free,
+    process_group_alive,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -67,3 +75,15 @@ def test_broken_notebook_is_caught(page: Any, lab: LabServer, screenshot_dir: Pa
     }
     missed = [name for name, pattern in expected.items() if not any(re.search(pattern, p) for p in report.problems)]
     assert not missed, f"the checks missed {missed}; they reported:\n{report.summary()}"
+
+
+def test_diagram_check_counts_a_drawn_diagram_and_catches_a_broken_one(
+    page: Any, lab: LabServer, screenshot_dir: Path
+) -> None:
+    path = demo_notebooks.write(demo_notebooks.diagram_notebook(), DEMO_DIR / "diagram_demo.ipynb")
+    report = inspect_diagrams(page, lab, path.relative_to(PROJECT_ROOT).as_posix(), screenshot_dir)
+    print(report.summary())
+    assert report.counts == {"mermaid_blocks": 2, "diagrams": 1}, report.summary()
+    caught = re.match(r"^cell 2: diagram 0 shows a mermaid error: \S", report.problems[0]) if report.problems else None
+    assert len(report.problems) == 1 and caught, report.summary()
+    assert [shot.name for shot in report.screenshots] == ["diagram_demo-cell01-diagram0.png"]

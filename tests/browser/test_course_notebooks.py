@@ -20,7 +20,9 @@ from jupyterlab_driver import (
     PROJECT_ROOT,
     LabServer,
     cell_output_area,
+    inspect_diagrams,
     inspect_notebook,
+    mermaid_blocks,
     notebook_cells,
     open_notebook,
     run_cell,
@@ -32,6 +34,15 @@ NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 # The widgets the course promises (COURSE_DESIGN): the VAE latent explorer and the diffusion timestep slider.
 REQUIRED_WIDGET_NOTEBOOKS = ("02_variational_autoencoder.ipynb", "05_diffusion.ipynb")
 NOTEBOOK_00 = "00_generative_vs_discriminative.ipynb"
+# The diagrams the course promises: the critic and the artist (00), and the picture of each model (01 to 05).
+REQUIRED_DIAGRAM_NOTEBOOKS = (
+    NOTEBOOK_00,
+    "01_autoencoder.ipynb",
+    "02_variational_autoencoder.ipynb",
+    "03_gan_generator_discriminator.ipynb",
+    "04_gan_training_loop.ipynb",
+    "05_diffusion.ipynb",
+)
 RUN_TIMEOUT_S = 240
 
 
@@ -43,6 +54,13 @@ def widget_notebooks() -> list[Path]:
         if any("widget" in cell.get("metadata", {}).get("tags", []) for cell in notebook.cells):
             found.append(path)
     return found
+
+
+def diagram_notebooks() -> list[Path]:
+    """The notebooks that must draw a diagram, and every other notebook whose markdown holds a ```mermaid block."""
+    return sorted(
+        path for path in NOTEBOOK_DIR.glob("*.ipynb") if path.name in REQUIRED_DIAGRAM_NOTEBOOKS or mermaid_blocks(path)
+    )
 
 
 def binder_lab_path(notebook: str) -> str:
@@ -84,6 +102,24 @@ def test_widget_notebook_in_jupyterlab(notebook: Path | None, page: Any, lab: La
     # Every progress bar shown was checked to be a drawn bar (not its text). How many there are depends on the
     # checkpoints: a model loaded from one trains no more and shows none, so no minimum is asked for here; the
     # harness's healthy notebook proves that a tqdm.auto bar is found and checked.
+
+
+def test_the_promised_diagrams_are_found() -> None:
+    missing = [name for name in REQUIRED_DIAGRAM_NOTEBOOKS if not (NOTEBOOK_DIR / name).is_file()]
+    assert not missing, f"notebooks that must draw a diagram are missing: {missing}"
+    without = [name for name in REQUIRED_DIAGRAM_NOTEBOOKS if not mermaid_blocks(NOTEBOOK_DIR / name)]
+    assert not without, f"no ```mermaid block in the markdown of {without}"
+
+
+@pytest.mark.parametrize("notebook", diagram_notebooks(), ids=lambda path: path.stem)
+def test_diagrams_render_as_svg(notebook: Path, page: Any, lab: LabServer, screenshot_dir: Path) -> None:
+    """Open the notebook (no cell runs: markdown renders on opening) and look at every mermaid diagram."""
+    report = inspect_diagrams(page, lab, f"notebooks/{notebook.name}", screenshot_dir)
+    print(report.summary())
+    assert report.problems == [], report.summary()
+    if notebook.name in REQUIRED_DIAGRAM_NOTEBOOKS:
+        assert report.counts["diagrams"] >= 1, f"{notebook.name} should draw at least one diagram: {report.summary()}"
+    assert report.counts["diagrams"] == report.counts["mermaid_blocks"], report.summary()
 
 
 # What the set-up check of notebook 00 prints: the PyTorch version, the device, and the run profile, which must be the
