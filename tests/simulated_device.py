@@ -328,10 +328,18 @@ class SimulatedDevice:
         if self._modes:
             raise RuntimeError("the simulated device is already running")
         books = self.books
-        self._saved = {"device": config.device, "save": torch.save, "load": torch.load}
+        self._saved = {
+            "device": config.device,
+            "save": torch.save,
+            "load": torch.load,
+            "cudnn": torch.backends.cudnn.is_acceptable,
+        }
         config.device = lambda: torch.device(books.kind)
         torch.save = self._save
         torch.load = self._load
+        # The tensors are really on the CPU: recurrent layers must not take the cuDNN path meant for `is_cuda`
+        # weights. The simulated GPU is one without cuDNN.
+        torch.backends.cudnn.is_acceptable = lambda tensor: False
         self._modes = [_DispatchMode(books), _FunctionMode(books)]
         for mode in self._modes:
             mode.__enter__()
@@ -348,6 +356,7 @@ class SimulatedDevice:
             config.device = self._saved["device"]
             torch.save = self._saved["save"]
             torch.load = self._saved["load"]
+            torch.backends.cudnn.is_acceptable = self._saved["cudnn"]
             self._saved = {}
 
     def __enter__(self) -> SimulatedDevice:

@@ -1,8 +1,9 @@
 """Every notebook runs with its models on an accelerator: a simulated one, so that CI needs no GPU.
 
 Each notebook is executed (fast profile, fresh checkpoints) with a first cell that switches on
-``tests/simulated_device.py``: ``config.device()`` becomes a device whose tensors refuse to mix with CPU
-tensors and refuse to become NumPy arrays, as on CUDA, and refuse float64, as on Apple's MPS. A cell that
+``tests/simulated_device.py`` and makes widgets raise the errors they would otherwise show in red.
+``config.device()`` becomes a device whose tensors refuse to mix with CPU tensors and refuse to become
+NumPy arrays, as on CUDA, and refuse float64, as on Apple's MPS. A cell that
 feeds a CPU tensor to a model on the device, plots a device tensor, or computes in float64 on the device
 fails here as it would on a GPU or a Mac. See tests/simulated_device.py for how the simulation works.
 """
@@ -32,6 +33,20 @@ import sys
 sys.path.insert(0, {str(TESTS)!r})
 from simulated_device import SimulatedDevice
 _simulated_device = SimulatedDevice().start()
+
+# A widget shows an error in its render function in red instead of raising it: here it must raise.
+import course_utils.widgets as _widgets
+_picture_widget = _widgets.picture_widget
+
+
+def _strict_picture_widget(*args, **kwargs):
+    box = _picture_widget(*args, **kwargs)
+    if box.children[-1].value:
+        raise RuntimeError("a widget could not draw its first picture: " + box.children[-1].value)
+    return box
+
+
+_widgets.picture_widget = _strict_picture_widget
 """
 REPORT = "print('device ops:', _simulated_device.device_ops)"
 
