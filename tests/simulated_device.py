@@ -192,6 +192,8 @@ class _FunctionMode(TorchFunctionMode):
             torch.Tensor.to: self._to,
             torch.Tensor.cpu: lambda f, a, k: _cpu_copy(books, a[0], None) if is_on_device(a[0]) else f(*a, **k),
             torch.Tensor.cuda: self._cuda,
+            torch.Tensor.type_as: self._type_as,
+            torch.Tensor.new_tensor: self._new_tensor,
         }
 
     def _numpy(self, func, args, kwargs):
@@ -202,6 +204,20 @@ class _FunctionMode(TorchFunctionMode):
     def _cuda(self, func, args, kwargs):
         if self.books.kind == "cuda":
             return _device_copy(self.books, args[0], None)
+        return func(*args, **kwargs)
+
+    def _new_tensor(self, func, args, kwargs):
+        if kwargs.get("device") is not None:
+            return self._factory(func, args, dict(kwargs), self.books.is_target(kwargs["device"]))
+        out = func(*args, **kwargs)  # always a copy of the data, on self's device
+        return self.books.tag(out) if is_on_device(args[0]) else out
+
+    def _type_as(self, func, args, kwargs):
+        tensor, other = args[0], args[1]
+        if is_on_device(other):
+            return _device_copy(self.books, tensor, other.dtype)
+        if is_on_device(tensor):
+            return _cpu_copy(self.books, tensor, other.dtype)
         return func(*args, **kwargs)
 
     def _to(self, func, args, kwargs):
@@ -219,32 +235,37 @@ class _FunctionMode(TorchFunctionMode):
         handler = self.handlers.get(func)
         if handler is not None:
             return handler(func, args, kwargs)
-        if "device" in kwargs and self.books.is_target(kwargs["device"]):
-            return self._factory(func, args, dict(kwargs))
+        if kwargs.get("device") is not None:
+            return self._factory(func, args, dict(kwargs), self.books.is_target(kwargs["device"]))
         return func(*args, **kwargs)
 
-    def _factory(self, func, args, kwargs):
-        """torch.zeros, torch.randn, torch.full, torch.tensor, torch.as_tensor, ... asked for our device."""
+    def _factory(self, func, args, kwargs, to_device: bool):
+        """torch.zeros, torch.randn, torch.full, torch.tensor, torch.as_tensor, zeros_like, ... given a device."""
         books = self.books
+        inputs = [x for x in pytree.tree_leaves((args, kwargs)) if isinstance(x, torch.Tensor)]
+        if not to_device and not any(is_on_device(x) for x in inputs):
+            return func(*args, **kwargs)  # CPU in, CPU out: nothing to simulate
         generator = kwargs.get("generator")
-        if generator is not None and generator.device.type != books.kind:
+        if to_device and generator is not None and generator.device.type != books.kind:
             raise books.generator_error()
         kwargs["device"] = "cpu"
         books.quiet += 1
         try:
             out = func(*args, **kwargs)
+            # torch.as_tensor(x, device=...) may hand back its input; a copy to another device is a new tensor.
+            shared = {x.untyped_storage().data_ptr() for x in inputs if is_on_device(x) != to_device}
+            leaves, spec = pytree.tree_flatten(out)
+            for i, leaf in enumerate(leaves):
+                if isinstance(leaf, torch.Tensor):
+                    if leaf.untyped_storage().data_ptr() in shared:
+                        leaf = leaf.clone()
+                    if to_device:
+                        books.tag(leaf)
+                    else:
+                        _set_tag(leaf, False)
+                    leaves[i] = leaf
         finally:
             books.quiet -= 1
-        # torch.as_tensor(cpu_tensor, device=...) may hand back its input: the device copy must be a new tensor.
-        inputs = {
-            x.untyped_storage().data_ptr() for x in pytree.tree_leaves((args, kwargs)) if isinstance(x, torch.Tensor)
-        }
-        leaves, spec = pytree.tree_flatten(out)
-        for i, leaf in enumerate(leaves):
-            if isinstance(leaf, torch.Tensor):
-                if leaf.untyped_storage().data_ptr() in inputs and not is_on_device(leaf):
-                    leaf = leaf.clone()
-                leaves[i] = books.tag(leaf)
         return pytree.tree_unflatten(leaves, spec)
 
 

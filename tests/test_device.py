@@ -48,6 +48,7 @@ def test_a_cpu_tensor_fed_to_a_model_on_the_device_raises(sim):
     assert model(torch.zeros(3, 4).to(config.device())).device.type == sim.device.type
 
 
+@pytest.mark.filterwarnings("ignore:__array__ implementation")  # numpy retries __array__ once without copy=
 def test_a_device_tensor_given_to_numpy_or_matplotlib_raises(sim):
     import matplotlib.pyplot as plt
 
@@ -90,6 +91,11 @@ def test_what_real_devices_accept_is_accepted(sim):
     cpu = torch.ones(2)
     on = torch.as_tensor(cpu, device=sim.device)
     assert is_on_device(on) and not is_on_device(cpu)  # the device copy is a copy
+    back = torch.as_tensor(on, device="cpu")
+    assert not is_on_device(back) and is_on_device(on)
+    # Tensors made "like" a device tensor are on the device too, unless told otherwise.
+    assert all(is_on_device(t) for t in (x.new_zeros(2), x.new_tensor([1.0]), torch.randn_like(x), cpu.type_as(x)))
+    assert not any(is_on_device(t) for t in (torch.zeros_like(x, device="cpu"), x.new_ones(2, device="cpu")))
 
 
 def test_training_on_the_device_keeps_gradients_and_optimizer_state_there(sim):

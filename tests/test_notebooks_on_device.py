@@ -84,3 +84,19 @@ def test_notebook_runs_with_its_models_on_a_device(path, run_env):
     assert result.ok, "\n".join(f"{e.describe()}  [{e.source_head}]" for e in result.errors)
     if not path.name.startswith("00"):  # notebook 00 trains its critic on the CPU on purpose
         assert device_ops(result) > 0, "the notebook never used the device: is the simulation switched on?"
+
+
+def test_the_set_up_cell_makes_device_mistakes_fail_a_notebook(tmp_path):
+    cells = [
+        "import torch\nfrom course_utils import config, widgets\nmodel = torch.nn.Linear(4, 2).to(config.device())",
+        "model(torch.zeros(1, 4))  # a CPU tensor into a model on the device",
+        "import ipywidgets\nwidgets.picture_widget(lambda v: model(torch.zeros(1, 4)), v=ipywidgets.IntSlider())",
+        "print(model(torch.zeros(1, 4).to(config.device())).detach().cpu().numpy().shape)",
+        REPORT,
+    ]
+    nb = nbformat.v4.new_notebook(cells=[new_code_cell(SETUP)] + [new_code_cell(c) for c in cells])
+    result = run_notebook(nb, cwd=tmp_path, env={"COURSE_PROFILE": "fast"}, stop_on_error=False, name="mistakes")
+    assert [(e.cell_index, e.ename) for e in result.errors] == [(2, "RuntimeError"), (3, "RuntimeError")]
+    assert "same device" in result.errors[0].evalue and "could not draw" in result.errors[1].evalue
+    assert result.notebook.cells[4].outputs[0]["text"] == "(1, 2)\n"
+    assert device_ops(result) > 0
