@@ -13,11 +13,12 @@ stays on the CPU; only the bookkeeping is simulated. Two PyTorch modes keep the 
 
 * a ``TorchFunctionMode`` handles the Python API where a device is named or exposed:
   ``config.device()`` returns the simulated device (``cuda`` by default); ``.to(device)``, ``.cuda()``,
-  ``Module.to(device)``, ``torch.load(map_location=device)`` and factory functions called with
-  ``device=`` make tagged copies (``torch.randn(..., device=device, generator=cpu_generator)`` is refused,
-  as on CUDA); ``.cpu()`` / ``.to('cpu')`` make untagged copies; ``.device``, ``.is_cuda`` and ``.is_cpu``
-  answer as for a real device tensor; ``.numpy()`` and ``np.asarray`` refuse a tagged tensor with
-  CUDA's own message ("can't convert cuda:0 device type tensor to numpy").
+  ``Module.to(device)``, ``.type_as(device_tensor)``, ``.new_tensor(...)``, ``torch.load(map_location=device)``
+  and factory functions called with ``device=`` make tagged copies
+  (``torch.randn(..., device=device, generator=cpu_generator)`` is refused, as on CUDA); ``.cpu()``,
+  ``.to('cpu')`` and ``device='cpu'`` make untagged copies; ``.device``, ``.is_cuda``, ``.is_mps`` and
+  ``.is_cpu`` answer as for a real device tensor; ``.numpy()`` and ``np.asarray`` refuse a tagged tensor
+  with CUDA's own message ("can't convert cuda:0 device type tensor to numpy").
 * a ``TorchDispatchMode`` sees every ATen operation, the backward pass and optimizers included. Outputs
   of an operation with a tagged input are tagged. An operation that mixes tagged tensors with untagged
   ones raises ``RuntimeError: Expected all tensors to be on the same device`` like real PyTorch, with the
@@ -33,7 +34,10 @@ A file written by ``torch.save`` from tagged tensors is remembered; loading it w
 raises as ``torch.load`` of a GPU checkpoint does on a machine without that GPU.
 
 What it cannot see: speed, memory, numerical differences between devices, ops MPS lacks (they fall
-back to the CPU or fail on a Mac), and code that reads ``torch.cuda.is_available()`` (still False).
+back to the CPU or fail on a Mac), code that reads ``torch.cuda.is_available()`` (still False, so cells
+tagged ``gpu`` stay skipped), code that calls into ``torch.cuda`` itself (it would fail here), and cuDNN:
+the simulated GPU has none (``torch.backends.cudnn.is_acceptable`` says no while it runs), so recurrent
+layers keep their CPU code path. Python-level ``repr`` of a tagged tensor does not print its device.
 
 Use::
 
