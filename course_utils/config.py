@@ -19,10 +19,11 @@ Environment variables (all optional):
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -86,6 +87,24 @@ def device() -> torch.device:
     if _mps_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+_CPU = torch.device("cpu")
+
+
+def device_of(model: Any, default: torch.device | None = _CPU) -> torch.device | None:
+    """The device ``model`` computes on: where its parameters (or buffers) live.
+
+    ``model`` is an ``nn.Module`` or one of its bound methods (``vae.decode``, ``classifier.features``);
+    for anything else, such as a plain function, whose device cannot be known, ``default`` is returned.
+    Helpers that are handed a model send their inputs here, so that they work wherever the model was
+    trained (CPU, CUDA or MPS).
+    """
+    owner = getattr(model, "__self__", model)
+    if isinstance(owner, torch.nn.Module):
+        for tensor in itertools.chain(owner.parameters(), owner.buffers()):
+            return tensor.device
+    return default
 
 
 def _mps_available() -> bool:

@@ -36,11 +36,12 @@ def classifier_step(model: Classifier, optimizer: torch.optim.Optimizer, batch: 
 
 @torch.no_grad()
 def accuracy(model: nn.Module, data: ImageData, batch_size: int = 500) -> float:
-    """Fraction of ``data`` that ``model`` classifies correctly."""
+    """Fraction of ``data`` that ``model`` classifies correctly (on whatever device ``model`` lives)."""
     model.eval()
+    device = config.device_of(model)
     correct = 0
     for images, labels in data.loader(batch_size, shuffle=False):
-        correct += (model(images).argmax(dim=1) == labels).sum().item()
+        correct += (model(images.to(device)).argmax(dim=1).cpu() == labels.cpu()).sum().item()
     return correct / len(data)
 
 
@@ -123,16 +124,18 @@ def _check_images(classifier: Classifier, images: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_proba(classifier: Classifier, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """Class probabilities P(Y | X) for images in [0, 1], batch by batch."""
+    """Class probabilities P(Y | X) for images in [0, 1], batch by batch (a CPU tensor, wherever the images were)."""
     images = _check_images(classifier, images)
-    return torch.cat([F.softmax(classifier(chunk), dim=1) for chunk in images.split(batch_size)])
+    device = config.device_of(classifier)
+    return torch.cat([F.softmax(classifier(chunk.to(device)), dim=1).cpu() for chunk in images.split(batch_size)])
 
 
 @torch.no_grad()
 def features(classifier: Classifier, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """The classifier's feature vectors (N x 128) for images in [0, 1]."""
+    """The classifier's feature vectors (N x 128, a CPU tensor) for images in [0, 1]."""
     images = _check_images(classifier, images)
-    return torch.cat([classifier.features(chunk) for chunk in images.split(batch_size)])
+    device = config.device_of(classifier)
+    return torch.cat([classifier.features(chunk.to(device)).cpu() for chunk in images.split(batch_size)])
 
 
 def judge(classifier: Classifier, images: torch.Tensor) -> dict:

@@ -344,7 +344,9 @@ class DiffusionModel(nn.Module):
         return tuple(self.net.image_shape)  # type: ignore[return-value]
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x_t.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        if not self.bf16:  # no autocast at all: PyTorch before 2.5 refuses autocast on MPS even when disabled
+            return self.net(x_t, t)
+        with torch.autocast(x_t.device.type, dtype=torch.bfloat16):
             return self.net(x_t, t).float()
 
     @torch.no_grad()

@@ -25,6 +25,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from course_utils import config
+
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 """A feature extractor: ``N x C x H x W`` images in, ``N x D`` features out."""
 
@@ -43,10 +45,15 @@ def _as_float64(features: torch.Tensor | np.ndarray, what: str) -> torch.Tensor:
             f"{what} must be a 2-d matrix N x D (one row of features per image), got shape {tuple(features.shape)}; "
             "flatten images first or pass them through a feature extractor."
         )
-    features = features.detach().to("cpu", torch.float64)
+    features = _cpu_float64(features)
     if not torch.isfinite(features).all():
         raise ValueError(f"{what} contains NaN or infinite values; check the images and the feature extractor.")
     return features
+
+
+def _cpu_float64(values: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """``values`` as a float64 CPU tensor. The move comes first: Apple's MPS devices have no float64 at all."""
+    return torch.as_tensor(values).detach().cpu().to(torch.float64)
 
 
 def _same_width(a: torch.Tensor, b: torch.Tensor) -> None:
@@ -87,7 +94,7 @@ def sqrtm_psd(matrix: torch.Tensor) -> torch.Tensor:
     """
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
         raise ValueError(f"sqrtm_psd needs a square matrix, got shape {tuple(matrix.shape)}")
-    matrix = matrix.to(torch.float64)
+    matrix = _cpu_float64(matrix)
     matrix = (matrix + matrix.T) / 2  # remove round-off asymmetry before eigh
     eigenvalues, eigenvectors = torch.linalg.eigh(matrix)
     return (eigenvectors * eigenvalues.clamp(min=0).sqrt()) @ eigenvectors.T
@@ -108,10 +115,8 @@ def frechet_distance(
     ``s1 sigma2 s1`` is symmetric positive semi-definite, so the trace of its square root is the sum of the square
     roots of its eigenvalues. Everything runs in float64.
     """
-    mu1 = torch.as_tensor(mu1, dtype=torch.float64).reshape(-1)
-    mu2 = torch.as_tensor(mu2, dtype=torch.float64).reshape(-1)
-    sigma1 = torch.as_tensor(sigma1, dtype=torch.float64)
-    sigma2 = torch.as_tensor(sigma2, dtype=torch.float64)
+    mu1, mu2 = _cpu_float64(mu1).reshape(-1), _cpu_float64(mu2).reshape(-1)
+    sigma1, sigma2 = _cpu_float64(sigma1), _cpu_float64(sigma2)
     d = mu1.shape[0]
     if mu2.shape[0] != d or sigma1.shape != (d, d) or sigma2.shape != (d, d):
         raise ValueError(
@@ -143,14 +148,20 @@ def fid_from_features(feats_a: torch.Tensor | np.ndarray, feats_b: torch.Tensor 
 
 @torch.no_grad()
 def extract_features(images: torch.Tensor, feature_fn: FeatureFn, batch_size: int = 500) -> torch.Tensor:
-    """Run ``feature_fn`` over ``images`` in batches (no gradients) and return the ``N x D`` features on the CPU."""
+    """Run ``feature_fn`` over ``images`` in batches (no gradients) and return the ``N x D`` features on the CPU.
+
+    When ``feature_fn`` is a model or a model's method (``classifier.features``), each batch is sent to that
+    model's device first; any other function gets the images where they are.
+    """
     if images.ndim != 4:
         raise ValueError(f"images must be N x C x H x W, got shape {tuple(images.shape)}")
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    device = config.device_of(feature_fn, default=None)
     parts = []
     for start in range(0, images.shape[0], batch_size):
-        out = feature_fn(images[start : start + batch_size])
+        chunk = images[start : start + batch_size]
+        out = feature_fn(chunk if device is None else chunk.to(device))
         parts.append(out.detach().reshape(out.shape[0], -1).cpu())
     return torch.cat(parts)
 
@@ -300,7 +311,7 @@ def nearest_neighbours(
                 f"samples {tuple(samples.shape[1:])} and train {tuple(train.shape[1:])} images differ in shape"
             )
         a, b = samples.reshape(samples.shape[0], -1), train.reshape(train.shape[0], -1)
-    distances = _pairwise_distances(a.to(torch.float64), b.to(torch.float64))
+    distances = _pairwise_distances(_cpu_float64(a), _cpu_float64(b))
     best = distances.min(dim=1)
     return best.values, best.indices
 

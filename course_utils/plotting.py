@@ -16,6 +16,8 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from course_utils import config
+
 # ---------------------------------------------------------------------------- core
 
 
@@ -284,7 +286,12 @@ def plot_interpolation(
 
     ``decode`` is a model's ``decode`` method; ``start``/``end`` are codes (``d`` or ``k x d``: one
     strip per row). A smooth latent space gives a smooth morph from one digit into the other.
+    The codes go to the decoder's device (see :func:`course_utils.config.device_of`), wherever they come from.
     """
+    device = config.device_of(decode, default=None)
+    start, end = torch.as_tensor(start), torch.as_tensor(end)
+    if device is not None:
+        start, end = start.to(device), end.to(device)
     codes = interpolate_codes(start, end, steps)
     k, _, d = codes.shape
     pictures = decode(codes.reshape(k * steps, d))
@@ -332,7 +339,7 @@ def plot_latent_manifold(
     With a 2-d VAE this is the whole learned map of digits; with more dimensions it is a slice
     through two of them, the others held at 0 (the centre of the prior).
     """
-    pictures = decode(latent_grid(latent_dim, n, dims, span))
+    pictures = decode(latent_grid(latent_dim, n, dims, span).to(config.device_of(decode)))
     fig, ax = plt.subplots(figsize=(6, 6))
     ax.imshow(image_grid(pictures, nrow=n, padding=0), cmap="gray_r", vmin=0, vmax=1)
     ax.set_xticks([])
@@ -555,7 +562,7 @@ def plot_trajectory(trajectory: Sequence[Any], n: int = 6, labels: Sequence[Any]
     cols = len(trajectory)
     fig, axes = plt.subplots(n, cols, figsize=(0.95 * cols, 0.95 * n + 0.3), squeeze=False)
     for col, batch in enumerate(trajectory):
-        array = (torch.as_tensor(batch[:n]).float().clamp(-1, 1) + 1) / 2
+        array = (torch.as_tensor(batch[:n]).detach().cpu().float().clamp(-1, 1) + 1) / 2
         for row in range(n):
             axes[row, col].imshow(array[row, 0].numpy(), cmap="gray_r", vmin=0, vmax=1)
             axes[row, col].axis("off")

@@ -175,12 +175,13 @@ def text_loader(ids: torch.Tensor, seq_len: int, batch_size: int, *, shuffle: bo
 
 def unigram_probs(ids: torch.Tensor, vocab_size: int, alpha: float = 0.1) -> torch.Tensor:
     """P(character), ignoring context: counts + ``alpha`` (so no character gets probability 0), normalised."""
-    counts = torch.bincount(ids, minlength=vocab_size).double() + alpha
+    counts = torch.bincount(ids.cpu(), minlength=vocab_size).double() + alpha  # float64 on the CPU (MPS has none)
     return counts / counts.sum()
 
 
 def bigram_probs(ids: torch.Tensor, vocab_size: int, alpha: float = 0.1) -> torch.Tensor:
     """P(next | previous) as a ``vocab_size x vocab_size`` table (row = previous character), smoothed by ``alpha``."""
+    ids = ids.cpu()  # counted in float64, on the CPU (MPS has no float64)
     pairs = ids[:-1] * vocab_size + ids[1:]
     counts = torch.bincount(pairs, minlength=vocab_size * vocab_size).double().view(vocab_size, vocab_size) + alpha
     return counts / counts.sum(dim=1, keepdim=True)
@@ -191,6 +192,7 @@ def baseline_bits_per_char(probs: torch.Tensor, ids: torch.Tensor) -> float:
 
     The first character is skipped, as for the neural model, which only predicts what follows.
     """
+    probs, ids = probs.cpu(), ids.cpu()
     if probs.ndim == 1:
         p = probs[ids[1:]]
     elif probs.ndim == 2:

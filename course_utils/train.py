@@ -589,7 +589,7 @@ def train_gan(
 
     kept: list[tuple[int, torch.Tensor]] = snapshots if snapshots is not None else []
     if checkpoint is not None and snapshot_path(checkpoint).exists() and Path(checkpoint).exists():
-        saved = torch.load(snapshot_path(checkpoint), weights_only=True)
+        saved = torch.load(snapshot_path(checkpoint), map_location="cpu", weights_only=True)
         kept.extend(zip(saved["epochs"].tolist(), saved["pictures"], strict=True))
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from course_utils import config
+
 # ---------------------------------------------------------------------------- core
 
 
@@ -92,9 +94,7 @@ def decode_code(decode: Callable[[torch.Tensor], torch.Tensor], base: torch.Tens
         if not (name.startswith("z") and name[1:].isdigit() and int(name[1:]) < code.shape[1]):
             raise ValueError(f"{name!r} is not a latent dimension; use z0 ... z{code.shape[1] - 1}")
         code[0, int(name[1:])] = float(value)
-    owner = getattr(decode, "__self__", None)  # the model, when decode is its bound method: use its device
-    device = next(owner.parameters()).device if isinstance(owner, torch.nn.Module) else torch.device("cpu")
-    return decode(code.to(device))[0, 0].cpu().numpy()
+    return decode(code.to(config.device_of(decode)))[0, 0].cpu().numpy()
 
 
 def latent_explorer(
@@ -111,7 +111,8 @@ def latent_explorer(
     dimensions keep their value from ``start`` (a code, e.g. one picture's ``mu``; default zeros,
     the centre of the prior). Each slider runs from ``-span`` to ``span`` prior standard deviations.
     """
-    base = torch.zeros(latent_dim) if start is None else torch.as_tensor(start, dtype=torch.float32).reshape(-1)
+    base = torch.zeros(latent_dim) if start is None else torch.as_tensor(start, dtype=torch.float32).detach().cpu()
+    base = base.reshape(-1)
     if base.numel() != latent_dim:
         raise ValueError(f"start must be a code of {latent_dim} numbers, got {base.numel()}")
     chosen = list(range(min(dims, latent_dim))) if isinstance(dims, int) else list(dims)
@@ -141,17 +142,21 @@ def denoising_picture(model: Any, image: torch.Tensor, noise: torch.Tensor, t: i
     ``model`` is a :class:`course_utils.diffusion.DiffusionModel`; ``image`` one picture ``1 x H x W``
     in [0, 1]; ``noise`` a fixed noise of the same shape (so only ``t`` changes between redraws).
     Returns an array ``H x (3W + 2)`` in [0, 1] (ink = 1), with a blank column between pictures.
+    The model may live on any device: the pictures go there and come back to the CPU.
     """
     from course_utils import diffusion
     from course_utils.data import to_signed, to_unit
 
     if image.ndim != 3 or noise.shape != image.shape:
         raise ValueError(f"image and noise must both be 1 x H x W, got {tuple(image.shape)} and {tuple(noise.shape)}")
-    t_batch = torch.tensor([int(t)])
-    x0 = to_signed(image)[None]
+    device = config.device_of(model)
+    image, noise = image.detach().cpu(), noise.detach().cpu()
+    t_batch = torch.tensor([int(t)], device=device)
+    x0 = to_signed(image)[None].to(device)
     with torch.no_grad():
-        x_t = diffusion.q_sample(x0, t_batch, noise[None], model.schedule)
+        x_t = diffusion.q_sample(x0, t_batch, noise[None].to(device), model.schedule)
         guess = diffusion.predict_x0(x_t, t_batch, model(x_t, t_batch), model.schedule).clamp(-1, 1)
+    x_t, guess = x_t.cpu(), guess.cpu()
     gap = torch.zeros(image.shape[1], 1)
     return torch.cat([to_unit(x_t[0, 0]), gap, to_unit(guess[0, 0]), gap, image[0]], dim=1).numpy()
 
