@@ -126,7 +126,7 @@ def plot_history(
 ) -> Figure:
     """Plot logged values against training steps (raw, faint, plus a moving average) or epochs.
 
-    ``history`` is a :class:`course_utils.train.History` or a dict of lists.
+    ``history`` is a :class:`course_utils.loop.History` or a dict of lists.
     """
     if per not in ("step", "epoch"):
         raise ValueError(f"per must be 'step' or 'epoch', got {per!r}")
@@ -351,7 +351,7 @@ def plot_latent_manifold(
 def plot_gan_history(history: Any, per: str = "step", axes: Sequence[Axes] | None = None) -> Figure:
     """Two panels: the two players' losses, and the critic's verdicts ``D(x)`` and ``D(G(z))``.
 
-    ``history`` is the :class:`course_utils.train.History` of :func:`course_utils.train.train_gan`. The
+    ``history`` is the :class:`course_utils.loop.History` of :func:`course_utils.recipes.gan.train_gan`. The
     dashed line at 0.5 is the balance point: a critic that cannot tell real from fake says 0.5 to both.
     """
     if axes is None:
