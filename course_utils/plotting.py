@@ -349,10 +349,10 @@ def plot_latent_manifold(
 
 
 def plot_gan_history(history: Any, per: str = "step", axes: Sequence[Axes] | None = None) -> Figure:
-    """Two panels: the two players' losses, and the critic's verdicts ``D(x)`` and ``D(G(z))``.
+    """Two panels: the two players' losses, and the discriminator's verdicts ``D(x)`` and ``D(G(z))``.
 
     ``history`` is the :class:`course_utils.loop.History` of :func:`course_utils.recipes.gan.train_gan`. The
-    dashed line at 0.5 is the balance point: a critic that cannot tell real from fake says 0.5 to both.
+    dashed line at 0.5 is the balance point: a discriminator that cannot tell real from fake says 0.5 to both.
     """
     if axes is None:
         fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
@@ -361,7 +361,7 @@ def plot_gan_history(history: Any, per: str = "step", axes: Sequence[Axes] | Non
             raise ValueError(f"plot_gan_history draws two panels; pass two axes, got {len(axes)}")
         fig = axes[0].figure
     plot_history(history, keys=["d_loss", "g_loss"], ax=axes[0], per=per, title="losses")
-    plot_history(history, keys=["D(x)", "D(G(z))"], ax=axes[1], per=per, title="the critic's verdicts")
+    plot_history(history, keys=["D(x)", "D(G(z))"], ax=axes[1], per=per, title="the discriminator's verdicts")
     axes[1].axhline(0.5, color="grey", linestyle="--", linewidth=1)
     axes[1].set_ylim(0, 1)
     fig.tight_layout()
@@ -421,7 +421,7 @@ def snapshot_animation(snapshots: Sequence[tuple[int, Any]], nrow: int = 8, inte
 
 
 def plot_gan_progress(history: Any, snapshots: Sequence[tuple[int, Any]] | None = None, n: int = 16) -> Figure:
-    """One dashboard for a GAN in training: losses, the critic's verdicts, and the latest fixed-noise pictures."""
+    """One dashboard for a GAN in training: losses, the discriminator's verdicts, the latest fixed-noise pictures."""
     panels = 3 if snapshots else 2
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6))
     plot_gan_history(history, per="step", axes=axes[:2])

@@ -1,9 +1,9 @@
-"""The artist and the critic: GAN generators and discriminators in plain PyTorch.
+"""The two players of a GAN, generators (the artist) and discriminators, in plain PyTorch.
 
 * A **generator** (the artist) turns a vector of random numbers, the *noise* ``z``, into a picture.
   Its last layer is a Tanh, so its pixels lie in ``[-1, 1]`` (convert with
   :func:`course_utils.data.to_unit` to show them).
-* A **discriminator** (the critic) looks at a picture and returns one number per picture: a
+* A **discriminator** looks at a picture and returns one number per picture: a
   *logit*, any real number, large when it believes "real", very negative when it believes "fake".
   The probability "this is real" is a sigmoid away: ``D(x) = torch.sigmoid(logit)``. We keep the
   logit because the losses computed from it are numerically stable (see :mod:`course_utils.losses`).
@@ -77,7 +77,8 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """The critic as a plain MLP: pixels -> 512 -> 256 -> 1 logit per picture (no sigmoid: see the module doc)."""
+    """The discriminator as a plain MLP: pixels -> 512 -> 256 -> 1 logit per picture (no sigmoid: see the module
+    doc)."""
 
     def __init__(self, image_shape: ImageShape = (1, 28, 28), hidden_dims: tuple[int, ...] = (512, 256)) -> None:
         super().__init__()
@@ -102,7 +103,7 @@ class ConvGenerator(nn.Module):
     """A DCGAN-style artist: noise -> a small 2C x H/4 x W/4 feature map -> two transposed convolutions that double it.
 
     At 28x28: 7x7 -> 14x14 -> 28x28; at 8x8: 2x2 -> 4x4 -> 8x8. Batch normalisation after each hidden
-    layer (as in the DCGAN paper) keeps the activations in a steady range while the critic keeps moving.
+    layer (as in the DCGAN paper) keeps the activations in a steady range while the discriminator keeps moving.
     """
 
     def __init__(self, latent_dim: int = 100, image_shape: ImageShape = (1, 28, 28), channels: int = 32) -> None:
@@ -129,7 +130,7 @@ class ConvGenerator(nn.Module):
 
 
 class ConvDiscriminator(nn.Module):
-    """A DCGAN-style critic: two stride-2 convolutions (28 -> 14 -> 7) with LeakyReLU, then one linear logit."""
+    """A DCGAN-style discriminator: two stride-2 convolutions (28 -> 14 -> 7) with LeakyReLU, then one linear logit."""
 
     def __init__(self, image_shape: ImageShape = (1, 28, 28), channels: int = 32) -> None:
         super().__init__()
