@@ -32,7 +32,6 @@ class CriticConfig(TrainingConfig):
     """The critic's settings: the first ``train_size`` training images (None: all of them), Adam with ``lr``."""
 
     train_size: int | None = None
-    batch_size: int = 128
     lr: float = 1e-3
 
 

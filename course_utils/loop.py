@@ -41,7 +41,7 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass(frozen=True, kw_only=True)
 class TrainingConfig:
-    """What every recipe's settings share: the seed, and how long to train.
+    """What every recipe's settings share: the seed, the batch size, and how long to train.
 
     Each model family extends it with its own sizes and optimizer settings (e.g.
     :class:`course_utils.recipes.autoencoder.VAEConfig`). The settings are saved in the checkpoint and
@@ -52,11 +52,14 @@ class TrainingConfig:
     """
 
     seed: int = 0
+    batch_size: int = 128
     epochs: int = field(default=1, metadata=BUDGET)
     max_steps: int | None = field(default=None, metadata=BUDGET)
     max_seconds: float | None = field(default=None, metadata=BUDGET)
 
     def __post_init__(self) -> None:
+        if self.batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         if self.epochs < 0:

@@ -5,7 +5,7 @@ import torch
 
 from course_utils import losses
 from course_utils.data import ImageData, load_dataset
-from course_utils.models import VAE, Autoencoder
+from course_utils.models import VAE, Autoencoder, ConvVAE
 from course_utils.recipes import autoencoder as recipe
 
 
@@ -107,7 +107,8 @@ def test_encode_images_gives_mu_for_a_vae_and_the_code_for_an_autoencoder():
 
 
 def test_unknown_kinds_are_explained():
-    with pytest.raises(ValueError, match="'mlp' or 'conv'"):
-        recipe.make_vae("resnet", (1, 8, 8), 2, 8)
-    with pytest.raises(ValueError, match="'mlp' or 'conv'"):
-        recipe.make_autoencoder("resnet", (1, 8, 8), 2, 8)
+    for settings in (recipe.VAEConfig(kind="resnet"), recipe.AutoencoderConfig(kind="resnet")):
+        with pytest.raises(ValueError, match="'mlp' or 'conv'"):
+            recipe.make_autoencoder((1, 8, 8), settings)
+    assert isinstance(recipe.make_autoencoder((1, 8, 8), recipe.VAEConfig(kind="conv", width=4)), ConvVAE)
+    assert isinstance(recipe.make_autoencoder((1, 8, 8), recipe.AutoencoderConfig(width=4)), Autoencoder)

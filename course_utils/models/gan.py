@@ -22,32 +22,10 @@ import math
 import torch
 from torch import nn
 
-ImageShape = tuple[int, int, int]
+from course_utils.models.shapes import ImageShape, check_halves_twice, check_image_shape, check_latent_dim
 
 GAN_KINDS = ("mlp", "dcgan")
 """The two GAN families :func:`make_gan` builds."""
-
-
-def _check_shape(image_shape: ImageShape) -> ImageShape:
-    image_shape = tuple(int(s) for s in image_shape)
-    if len(image_shape) != 3 or min(image_shape) <= 0:
-        raise ValueError(f"image_shape must be (channels, height, width), e.g. (1, 28, 28); got {image_shape}")
-    return image_shape  # type: ignore[return-value]
-
-
-def _check_latent(latent_dim: int) -> int:
-    if not isinstance(latent_dim, int) or latent_dim <= 0:
-        raise ValueError(f"latent_dim (the size of the noise vector) must be a positive integer, got {latent_dim!r}")
-    return latent_dim
-
-
-def _check_conv_shape(image_shape: ImageShape) -> None:
-    _, height, width = image_shape
-    if height % 4 or width % 4:
-        raise ValueError(
-            "the convolutional GAN doubles (or halves) the picture twice, so height and width must be multiples of 4; "
-            f"got {height}x{width} (28x28 and 8x8 both work; use the MLP GAN for other sizes)"
-        )
 
 
 # --------------------------------------------------------------------------- MLP pair (the source text's)
@@ -60,8 +38,8 @@ class MLPGenerator(nn.Module):
         self, latent_dim: int = 100, image_shape: ImageShape = (1, 28, 28), hidden_dims: tuple[int, ...] = (256, 512)
     ) -> None:
         super().__init__()
-        self.latent_dim = _check_latent(latent_dim)
-        self.image_shape = _check_shape(image_shape)
+        self.latent_dim = check_latent_dim(latent_dim)
+        self.image_shape = check_image_shape(image_shape)
         layers: list[nn.Module] = []
         width = latent_dim
         for hidden in hidden_dims:
@@ -82,7 +60,7 @@ class MLPDiscriminator(nn.Module):
 
     def __init__(self, image_shape: ImageShape = (1, 28, 28), hidden_dims: tuple[int, ...] = (512, 256)) -> None:
         super().__init__()
-        self.image_shape = _check_shape(image_shape)
+        self.image_shape = check_image_shape(image_shape)
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(self.image_shape)
         for hidden in hidden_dims:
@@ -108,9 +86,9 @@ class ConvGenerator(nn.Module):
 
     def __init__(self, latent_dim: int = 100, image_shape: ImageShape = (1, 28, 28), channels: int = 32) -> None:
         super().__init__()
-        self.latent_dim = _check_latent(latent_dim)
-        self.image_shape = _check_shape(image_shape)
-        _check_conv_shape(self.image_shape)
+        self.latent_dim = check_latent_dim(latent_dim)
+        self.image_shape = check_image_shape(image_shape)
+        check_halves_twice(self.image_shape, "GANs")
         c, h, w = self.image_shape
         self.net = nn.Sequential(
             nn.Linear(latent_dim, 2 * channels * (h // 4) * (w // 4), bias=False),
@@ -134,8 +112,8 @@ class ConvDiscriminator(nn.Module):
 
     def __init__(self, image_shape: ImageShape = (1, 28, 28), channels: int = 32) -> None:
         super().__init__()
-        self.image_shape = _check_shape(image_shape)
-        _check_conv_shape(self.image_shape)
+        self.image_shape = check_image_shape(image_shape)
+        check_halves_twice(self.image_shape, "GANs")
         c, h, w = self.image_shape
         self.net = nn.Sequential(
             nn.Conv2d(c, channels, kernel_size=4, stride=2, padding=1),  # halve

@@ -7,7 +7,6 @@ the notebooks and notebook 06's scoreboard both call. Change one field with ``da
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +33,6 @@ class AutoencoderConfig(TrainingConfig):
     width: int = 128
     noise_std: float = 0.0
     mask_size: int = 0
-    batch_size: int = 128
     lr: float = 1e-3
 
 
@@ -46,7 +44,6 @@ class VAEConfig(TrainingConfig):
     latent_dim: int = 20
     width: int = 400
     beta: float = 1.0
-    batch_size: int = 128
     lr: float = 1e-3
 
 
@@ -148,33 +145,20 @@ def vae_step(
 # =========================================================================== building and training
 
 
-def make_autoencoder(kind: str, image_shape: tuple[int, int, int], latent_dim: int, width: int) -> nn.Module:
-    """An :class:`~course_utils.models.Autoencoder` (``kind='mlp'``, ``width`` hidden units) or a
-    :class:`~course_utils.models.ConvAutoencoder` (``kind='conv'``, ``width`` channels)."""
-    if kind == "mlp":
-        return Autoencoder(image_shape, latent_dim, hidden_dim=width)
-    if kind == "conv":
-        return ConvAutoencoder(image_shape, latent_dim, channels=width)
-    raise ValueError(f"kind must be 'mlp' or 'conv', got {kind!r}")
-
-
-def make_vae(kind: str, image_shape: tuple[int, int, int], latent_dim: int, width: int) -> VAE:
-    """A :class:`~course_utils.models.VAE` (``kind='mlp'``, ``width`` hidden units) or a
-    :class:`~course_utils.models.ConvVAE` (``kind='conv'``, ``width`` channels)."""
-    if kind == "mlp":
-        return VAE(image_shape, latent_dim, hidden_dim=width)
-    if kind == "conv":
-        return ConvVAE(image_shape, latent_dim, channels=width)
-    raise ValueError(f"kind must be 'mlp' or 'conv', got {kind!r}")
+def make_autoencoder(image_shape: tuple[int, int, int], settings: AutoencoderConfig | VAEConfig) -> nn.Module:
+    """The model ``settings`` describe: an :class:`~course_utils.models.Autoencoder` or, for a :class:`VAEConfig`,
+    a :class:`~course_utils.models.VAE`; their convolutional versions with ``kind='conv'``. ``width`` is the hidden
+    layer's size of an MLP, or the number of channels of a convolutional model."""
+    mlp, conv = (VAE, ConvVAE) if isinstance(settings, VAEConfig) else (Autoencoder, ConvAutoencoder)
+    if settings.kind == "mlp":
+        return mlp(image_shape, settings.latent_dim, hidden_dim=settings.width)
+    if settings.kind == "conv":
+        return conv(image_shape, settings.latent_dim, channels=settings.width)
+    raise ValueError(f"kind must be 'mlp' or 'conv', got {settings.kind!r}")
 
 
 def train_autoencoder(
-    data: ImageData,
-    settings: AutoencoderConfig,
-    *,
-    checkpoint: str | Path | None = None,
-    on_epoch_end: Callable[[int, History], None] | None = None,
-    desc: str | None = None,
+    data: ImageData, settings: AutoencoderConfig, *, checkpoint: str | Path | None = None, desc: str | None = None
 ) -> tuple[nn.Module, History]:
     """Train an autoencoder on ``data`` with :func:`autoencoder_step` inside :func:`fit`; return ``(model, history)``.
 
@@ -185,7 +169,7 @@ def train_autoencoder(
     """
     noise = config.seed_everything(settings.seed)
     device = config.device()
-    model = make_autoencoder(settings.kind, data.image_shape, settings.latent_dim, settings.width).to(device)
+    model = make_autoencoder(data.image_shape, settings).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     denoising = settings.noise_std > 0 or settings.mask_size > 0
 
@@ -197,19 +181,12 @@ def train_autoencoder(
     loader = data.loader(settings.batch_size, seed=settings.seed)
     modules = {"model": model, "optimizer": optimizer, "noise": noise}
     desc = desc or ("denoising autoencoder" if denoising else "autoencoder")
-    history = fit(
-        step, loader, settings=settings, desc=desc, checkpoint=checkpoint, modules=modules, on_epoch_end=on_epoch_end
-    )
+    history = fit(step, loader, settings=settings, desc=desc, checkpoint=checkpoint, modules=modules)
     return model.eval(), history
 
 
 def train_vae(
-    data: ImageData,
-    settings: VAEConfig,
-    *,
-    checkpoint: str | Path | None = None,
-    on_epoch_end: Callable[[int, History], None] | None = None,
-    desc: str | None = None,
+    data: ImageData, settings: VAEConfig, *, checkpoint: str | Path | None = None, desc: str | None = None
 ) -> tuple[VAE, History]:
     """Train a VAE on ``data`` with :func:`vae_step` inside :func:`fit`; return ``(model, history)``.
 
@@ -219,7 +196,7 @@ def train_vae(
     """
     config.seed_everything(settings.seed)  # the codes are drawn by PyTorch's global generator, which fit saves
     device = config.device()
-    model = make_vae(settings.kind, data.image_shape, settings.latent_dim, settings.width).to(device)
+    model = make_autoencoder(data.image_shape, settings).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
@@ -228,9 +205,7 @@ def train_vae(
     loader = data.loader(settings.batch_size, seed=settings.seed)
     modules = {"model": model, "optimizer": optimizer}
     desc = desc or (f"VAE (beta={settings.beta:g})" if settings.beta != 1 else "VAE")
-    history = fit(
-        step, loader, settings=settings, desc=desc, checkpoint=checkpoint, modules=modules, on_epoch_end=on_epoch_end
-    )
+    history = fit(step, loader, settings=settings, desc=desc, checkpoint=checkpoint, modules=modules)
     return model.eval(), history
 
 

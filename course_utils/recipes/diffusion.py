@@ -8,7 +8,6 @@ The maths (schedules, the forward process, the samplers) lives in :mod:`course_u
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,6 @@ class DiffusionConfig(TrainingConfig):
     channels: tuple[int, ...] = (16, 32, 32)
     timesteps: int = 1000
     schedule: str = "cosine"
-    batch_size: int = 128
     lr: float = 2e-3
     warmup_steps: int = 100
     ema_decay: float = 0.995
@@ -128,12 +126,7 @@ def _warmup(optimizer: torch.optim.Optimizer, base_lr: float, warmup_steps: int)
 
 
 def train_diffusion(
-    data: ImageData,
-    settings: DiffusionConfig,
-    *,
-    checkpoint: str | Path | None = None,
-    on_epoch_end: Callable[[int, History], None] | None = None,
-    desc: str | None = None,
+    data: ImageData, settings: DiffusionConfig, *, checkpoint: str | Path | None = None, desc: str | None = None
 ) -> tuple[diffusion.DiffusionModel, History]:
     """Train a diffusion model on ``data`` with :func:`diffusion_step` inside :func:`fit`.
 
@@ -154,15 +147,8 @@ def train_diffusion(
 
     loader = data.loader(settings.batch_size, seed=settings.seed)
     modules = {"model": model, "ema": ema, "optimizer": optimizer, "noise": noise}
-    history = fit(
-        step,
-        loader,
-        settings=settings,
-        desc=desc or "diffusion",
-        checkpoint=checkpoint,
-        modules=modules,
-        on_epoch_end=on_epoch_end,
-    )
+    desc = desc or "diffusion"
+    history = fit(step, loader, settings=settings, desc=desc, checkpoint=checkpoint, modules=modules)
     return ema.model.eval(), history
 
 

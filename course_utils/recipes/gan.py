@@ -32,7 +32,7 @@ class GANConfig(TrainingConfig):
     kind: str = "dcgan"
     latent_dim: int = 100
     channels: int = 32
-    batch_size: int = 16
+    batch_size: int = 16  # (the default of every recipe is 128)
     lr_g: float = 1e-3
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)

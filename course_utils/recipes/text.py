@@ -26,7 +26,6 @@ class CharModelConfig(TrainingConfig):
     GRU with ``embed_dim``-wide character vectors and ``hidden_size`` units, Adam with ``lr``."""
 
     seq_len: int = 128
-    batch_size: int = 64
     embed_dim: int = 32
     hidden_size: int = 256
     dropout: float = 0.1
