@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from course_utils.plotting.core import _as_image_array, image_grid
+from course_utils.plotting.core import _as_image_array, _finish, image_grid
 
 
 def show_reconstructions(
@@ -39,10 +39,7 @@ def show_reconstructions(
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title)
 
 
 def interpolate_codes(start: torch.Tensor, end: torch.Tensor, steps: int = 10) -> torch.Tensor:
@@ -77,10 +74,7 @@ def plot_interpolation(
     ax.imshow(grid, cmap="gray_r", vmin=0, vmax=1)
     ax.set_xticks([0.5 * grid.shape[1] / steps, grid.shape[1] * (1 - 0.5 / steps)], ["start", "end"])
     ax.set_yticks([])
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title, ax)
 
 
 def latent_grid(latent_dim: int, n: int = 15, dims: tuple[int, int] = (0, 1), span: float = 0.95) -> torch.Tensor:
@@ -123,7 +117,4 @@ def plot_latent_manifold(
     ax.set_yticks([])
     ax.set_xlabel(f"z[{dims[0]}]  (prior quantiles {(1 - span) / 2:.1%} to {(1 + span) / 2:.1%})")
     ax.set_ylabel(f"z[{dims[1]}]")
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title, ax)

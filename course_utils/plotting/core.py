@@ -62,6 +62,17 @@ def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Ax
     return fig, ax
 
 
+def _finish(fig: Figure, title: str | None, ax: Axes | None = None) -> Figure:
+    """Title the axes (without ``ax``: the whole figure), tidy the layout, and hand the figure back."""
+    if title:
+        if ax is None:
+            fig.suptitle(title)
+        else:
+            ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
 def show_images(
     images: Any,
     nrow: int = 8,
@@ -89,10 +100,7 @@ def show_images(
             if i < len(array):
                 axis.imshow(array[i], cmap="gray_r", vmin=0, vmax=1)
                 axis.set_title(str(labels[i]), fontsize=9)
-        if title:
-            fig.suptitle(title)
-        fig.tight_layout()
-        return fig
+        return _finish(fig, title)
     grid = image_grid(array, nrow=nrow)
     scale = 0.9 * min(nrow, len(array))
     fig, ax = _new_axes(ax, (max(2.5, scale), max(1.5, scale * grid.shape[0] / grid.shape[1])))
@@ -147,10 +155,7 @@ def plot_history(
     ax.set_xlabel("training step" if per == "step" else "epoch")
     ax.grid(alpha=0.3)
     ax.legend()
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title, ax)
 
 
 def plot_probabilities(
@@ -173,10 +178,7 @@ def plot_probabilities(
         axes[1, i].set_xticks(range(n_classes), names if n_classes <= 10 else None, fontsize=6)
         axes[1, i].tick_params(axis="y", labelsize=6)
     axes[1, 0].set_ylabel("P(class | image)", fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title)
 
 
 def show_source(obj: Any) -> Any:
@@ -213,7 +215,4 @@ def plot_latent_scatter(
     ax.set_xlabel(axis_names[0])
     ax.set_ylabel(axis_names[1])
     ax.legend(markerscale=2.5, fontsize=8, loc="best", ncol=2)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title, ax)

@@ -11,7 +11,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from course_utils.plotting.core import _as_image_array, _new_axes
+from course_utils.plotting.core import _as_image_array, _finish, _new_axes
 
 
 def _ellipse_points(mean: np.ndarray, cov: np.ndarray, n_std: float = 2.0, n: int = 100) -> np.ndarray:
@@ -43,10 +43,7 @@ def plot_gaussian_clouds(
     ax.legend(fontsize=8, loc="best")
     ax.set_xlabel("feature direction 1")
     ax.set_ylabel("feature direction 2")
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title, ax)
 
 
 def show_nearest_neighbours(
@@ -67,7 +64,4 @@ def show_nearest_neighbours(
             axes[1, i].set_xlabel(f"{float(distances[i]):.1f}", fontsize=8)
     axes[0, 0].set_ylabel("sample", fontsize=8)
     axes[1, 0].set_ylabel("nearest\ntraining", fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title)

@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from course_utils.plotting.core import image_grid, plot_history
+from course_utils.plotting.core import _finish, image_grid, plot_history
 
 
 def plot_gan_history(history: Any, per: str = "step", axes: Sequence[Axes] | None = None) -> Figure:
@@ -149,7 +149,4 @@ def plot_class_histograms(
     ax.set_ylabel("share of pictures")
     ax.set_xlabel("class, as the course's classifier reads it")
     ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title, ax)
