@@ -71,11 +71,19 @@ def save_checkpoint(path: str | Path, modules: dict[str, Any], **extra: Any) -> 
     return path
 
 
-def load_checkpoint(path: str | Path, modules: dict[str, Any], map_location: str | torch.device = "cpu") -> dict:
+def load_checkpoint(
+    path: str | Path,
+    modules: dict[str, Any],
+    map_location: str | torch.device = "cpu",
+    settings: dict[str, Any] | None = None,
+    required: tuple[str, ...] = (),
+) -> dict:
     """Load a checkpoint saved by :func:`save_checkpoint` into ``modules``; return its ``extra``.
 
     Every module must be present in the file with the same class and the same parameter names and
-    shapes; otherwise a :class:`CheckpointMismatchError` says what differs (nothing is loaded).
+    shapes, and with ``settings`` (a recipe's settings, e.g. ``VAEConfig(...).model_settings()``) the
+    file's ``extra["settings"]`` must hold the same values; otherwise a :class:`CheckpointMismatchError`
+    says what differs and nothing is loaded. So does a file whose ``extra`` lacks a key named in ``required``.
     """
     path = Path(path)
     if not path.exists():
@@ -88,6 +96,11 @@ def load_checkpoint(path: str | Path, modules: dict[str, Any], map_location: str
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointMismatchError(f"{path} was not written by course_utils.checkpoints (format {FORMAT})")
+    missing = [key for key in required if key not in payload["extra"]]
+    if missing:
+        raise CheckpointMismatchError(f"{path} was saved by an older version of the course (it lacks {missing})")
+    if settings is not None:
+        _check_settings(path, payload["extra"].get("settings"), settings)
     saved = payload["modules"]
     for name, module in modules.items():
         if name not in saved:
@@ -96,6 +109,26 @@ def load_checkpoint(path: str | Path, modules: dict[str, Any], map_location: str
     for name, module in modules.items():
         module.load_state_dict(saved[name]["state"])
     return payload["extra"]
+
+
+def _check_settings(path: Path, saved: dict[str, Any] | None, wanted: dict[str, Any]) -> None:
+    if saved is None:
+        raise CheckpointMismatchError(f"{path} does not record the settings it was trained with (an older checkpoint)")
+    differences = [
+        f"{key}={_plain(saved.get(key, '(not saved)'))!r} in the file, {value!r} now"
+        for key, value in wanted.items()
+        if _plain(saved.get(key, "(not saved)")) != _plain(value)
+    ]
+    if differences:
+        raise CheckpointMismatchError(
+            f"{path} was trained with other settings: {'; '.join(differences)}. To use it, set these back; "
+            "to train a new model, delete the file or pass another checkpoint path."
+        )
+
+
+def _plain(value: Any) -> Any:
+    # A checkpoint may hand tuples back as lists: compare both as lists.
+    return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value
 
 
 def _check_compatible(path: Path, name: str, module: Any, saved: dict) -> None:

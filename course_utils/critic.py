@@ -1,4 +1,7 @@
-"""The critic as a judge: train the course's classifier once, then use it to grade samples.
+"""The critic: the course's classifier, trained once by one recipe, then used to grade samples.
+
+Notebook 00 trains it with :func:`train_critic` and :func:`critic_preset`; every later notebook gets the
+same model with :func:`get_critic`, which loads that checkpoint (or trains it the same way, once).
 
 A generative model's samples should (a) look like *some* digit, so the classifier recognises
 them confidently, and (b) cover *every* digit, so the predicted classes are spread evenly. Two
@@ -10,16 +13,34 @@ collapsed onto one digit scores near 0). FID in the classifier's feature space c
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from course_utils import config
-from course_utils.checkpoints import CheckpointMismatchError, checkpoint_path, load_checkpoint, save_checkpoint
-from course_utils.data import ImageData, load_dataset
+from course_utils.checkpoints import CheckpointMismatchError, checkpoint_path, load_checkpoint
+from course_utils.data import ImageData, is_small, load_dataset
+from course_utils.loop import History, TrainingConfig, evaluating, fit
 from course_utils.models.classifier import Classifier
-from course_utils.train import History, fit
+
+
+@dataclass(frozen=True, kw_only=True)
+class CriticConfig(TrainingConfig):
+    """The critic's settings: the first ``train_size`` training images (None: all of them), Adam with ``lr``."""
+
+    train_size: int | None = None
+    lr: float = 1e-3
+
+
+def critic_preset(data: ImageData) -> CriticConfig:
+    """Notebook 00's critic: 3 epochs at 28x28; 40 for the 1,437 tiny 8x8 digits (many cheap epochs)."""
+    train_size = config.by_profile(full=None, fast=2000)
+    if is_small(data.image_shape):
+        return CriticConfig(train_size=train_size, epochs=config.by_profile(full=40, fast=10))
+    return CriticConfig(train_size=train_size, epochs=config.by_profile(full=3, fast=1))
 
 
 def classifier_step(model: Classifier, optimizer: torch.optim.Optimizer, batch: tuple) -> dict[str, float]:
@@ -34,70 +55,67 @@ def classifier_step(model: Classifier, optimizer: torch.optim.Optimizer, batch: 
     return {"loss": loss.item(), "accuracy": accuracy.item()}
 
 
-@torch.no_grad()
 def accuracy(model: nn.Module, data: ImageData, batch_size: int = 500) -> float:
     """Fraction of ``data`` that ``model`` classifies correctly (on whatever device ``model`` lives)."""
-    model.eval()
     device = config.device_of(model)
     correct = 0
-    for images, labels in data.loader(batch_size, shuffle=False):
-        correct += (model(images.to(device)).argmax(dim=1).cpu() == labels.cpu()).sum().item()
+    with evaluating(model):
+        for images, labels in data.loader(batch_size, shuffle=False):
+            correct += (model(images.to(device)).argmax(dim=1).cpu() == labels).sum().item()
     return correct / len(data)
 
 
-def train_classifier(train: ImageData, epochs: int, seed: int = 0, checkpoint=None) -> tuple[Classifier, History]:
-    """Train a fresh :class:`Classifier` on ``train`` with Adam; return it and its history."""
-    config.seed_everything(seed)
-    model = Classifier(train.image_shape)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    history = fit(
-        lambda batch: classifier_step(model, optimizer, batch),
-        train.loader(batch_size=128, seed=seed),
-        epochs,
-        desc="training the critic",
-        checkpoint=checkpoint,
-        modules={"model": model, "optimizer": optimizer},
-    )
-    return model, history
+def train_critic(
+    data: ImageData,
+    settings: CriticConfig,
+    *,
+    checkpoint: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    desc: str = "training the critic",
+) -> tuple[Classifier, History]:
+    """Train a fresh :class:`Classifier` on ``data`` (the training split) with :func:`classifier_step` inside
+    :func:`fit`; return it (in eval mode) and its history. With ``checkpoint`` (the course's is
+    ``checkpoints.checkpoint_path('critic', data)``) the run and its settings are saved, and the next call
+    resumes it, or simply loads it when it is finished. The critic is small: it trains on the CPU, where
+    the notebooks use it, unless ``device`` says otherwise.
+    """
+    config.seed_everything(settings.seed)
+    model = Classifier(data.image_shape).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+        return classifier_step(model, optimizer, (batch[0].to(device), batch[1].to(device)))
+
+    loader = data.subset(settings.train_size).loader(settings.batch_size, seed=settings.seed)
+    modules = {"model": model, "optimizer": optimizer}
+    history = fit(step, loader, settings=settings, desc=desc, checkpoint=checkpoint, modules=modules)
+    return model.eval(), history
 
 
-def get_classifier(data: ImageData, verbose: bool = True) -> Classifier:
-    """The course's classifier for ``data``'s data set and image size, trained once and cached.
+def get_critic(data: ImageData, verbose: bool = True) -> Classifier:
+    """The course's critic for ``data``'s data set and image size, trained once and cached (on the CPU, frozen).
 
-    The first call trains it on that data set's training split (a few seconds to a minute) and
-    saves it with its test accuracy under the checkpoint folder; later calls load it.
+    It is the model notebook 00 trains (:func:`critic_preset`, saved under ``checkpoint_path('critic', data)``).
+    When that checkpoint is missing or unfinished, this trains it the same way (a few seconds to a minute).
     """
     path = checkpoint_path("critic", data)
+    settings = critic_preset(data)
     model = Classifier(data.image_shape)
-    if path.exists():
-        try:
-            extra = load_checkpoint(path, {"model": model})
-        except CheckpointMismatchError:
-            extra = {}  # saved by an older version of the critic: training below sets the file aside
-        if "test_accuracy" in extra:
-            if verbose:
-                print(f"Critic loaded from {path} (test accuracy {extra['test_accuracy']:.1%}).")
-            return _frozen(model)
+    try:
+        extra = load_checkpoint(path, {"model": model}, settings=settings.model_settings()) if path.exists() else {}
+    except CheckpointMismatchError:
+        extra = {}  # saved another way: train_critic below sets the file aside and says why
+    if extra.get("epoch", 0) >= settings.epochs:
+        if verbose:
+            print(f"Critic loaded from {path}.")
+        return _frozen(model)
     train = load_dataset(data.name, "train", verbose=False)
-    test = load_dataset(data.name, "test", verbose=False)
-    if train.image_shape[-1] < 16:  # the 8x8 digits: 1,437 tiny images, so many cheap epochs
-        epochs = config.by_profile(full=40, fast=15)
-    else:
-        epochs = config.by_profile(full=3, fast=1)
-    train = train.subset(config.by_profile(full=None, fast=3000))
-    model, history = train_classifier(train, epochs, checkpoint=path)
-    test_accuracy = accuracy(model, test)
-    save_checkpoint(path, {"model": model}, epoch=epochs, history=history.to_dict(), test_accuracy=test_accuracy)
+    model, _ = train_critic(train, settings, checkpoint=path)
+    model = _frozen(model)
     if verbose:
-        print(f"Critic trained on {len(train)} {data.name} images: test accuracy {test_accuracy:.1%}; saved to {path}.")
-    return _frozen(model)
-
-
-def save_classifier(model: Classifier, data: ImageData, test_accuracy: float) -> None:
-    """Keep ``model`` as the course's classifier for ``data`` (what :func:`get_classifier` loads later)."""
-    if tuple(model.image_shape) != tuple(data.image_shape):
-        raise ValueError(f"the model takes {model.image_shape} images but the data has {data.image_shape}")
-    save_checkpoint(checkpoint_path("critic", data), {"model": model}, epoch=0, test_accuracy=float(test_accuracy))
+        test_accuracy = accuracy(model, load_dataset(data.name, "test", verbose=False))
+        print(f"Critic trained on {data.name}: test accuracy {test_accuracy:.1%}; saved to {path}.")
+    return model
 
 
 def _frozen(model: Classifier) -> Classifier:

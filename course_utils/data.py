@@ -138,6 +138,12 @@ def make_loader(*tensors: torch.Tensor, batch_size: int, shuffle: bool = True, s
     return DataLoader(dataset, sampler=batches, batch_size=None, num_workers=0)
 
 
+def is_small(image_shape: tuple[int, int, int]) -> bool:
+    """True for tiny pictures such as the bundled 8x8 digits: the course's presets then pick smaller models and
+    more passes over the (fewer) pictures."""
+    return image_shape[-1] < 16
+
+
 def to_signed(images: torch.Tensor) -> torch.Tensor:
     """Map pixels from ``[0, 1]`` to ``[-1, 1]`` (for Tanh generators and diffusion)."""
     return images * 2.0 - 1.0

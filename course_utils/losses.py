@@ -122,7 +122,7 @@ def _check_probabilities(p: torch.Tensor, what: str) -> None:
 
 
 def discriminator_loss_naive(real_prob: torch.Tensor, fake_prob: torch.Tensor) -> torch.Tensor:
-    """The textbook critic loss on probabilities: ``-mean(log D(x)) - mean(log(1 - D(G(z))))``.
+    """The textbook discriminator loss on probabilities: ``-mean(log D(x)) - mean(log(1 - D(G(z))))``.
 
     Numerically fragile: once ``D(x)`` rounds to 0 (or ``D(G(z))`` to 1), ``log(0) = -inf`` and the loss is
     ``inf``. Shown for teaching; train with :func:`discriminator_loss`.
@@ -135,7 +135,7 @@ def discriminator_loss_naive(real_prob: torch.Tensor, fake_prob: torch.Tensor) -
 def generator_loss_naive(fake_prob: torch.Tensor) -> torch.Tensor:
     """The textbook (non-saturating) artist loss on probabilities: ``-mean(log D(G(z)))``.
 
-    Fragile for the same reason: when the critic is sure a fake is fake, ``D(G(z))`` rounds to 0 and the
+    Fragile for the same reason: when the discriminator is sure a fake is fake, ``D(G(z))`` rounds to 0 and the
     loss is ``inf`` (its gradient NaN). Train with :func:`generator_loss`.
     """
     _check_probabilities(fake_prob, "fake_prob")
@@ -143,10 +143,10 @@ def generator_loss_naive(fake_prob: torch.Tensor) -> torch.Tensor:
 
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, real_label: float = 1.0) -> torch.Tensor:
-    """The critic loss, stable, on logits: BCE(real pictures -> label 1) + BCE(fakes -> label 0).
+    """The discriminator loss, stable, on logits: BCE(real pictures -> label 1) + BCE(fakes -> label 0).
 
     Equal to :func:`discriminator_loss_naive` on ``sigmoid(logits)`` wherever that one is finite.
-    ``real_label`` below 1 (e.g. 0.9) is *one-sided label smoothing*: the critic is asked to be only
+    ``real_label`` below 1 (e.g. 0.9) is *one-sided label smoothing*: the discriminator is asked to be only
     90% sure of real pictures, which keeps it from growing over-confident and starving the artist.
     """
     if not 0.5 < real_label <= 1.0:
@@ -159,8 +159,8 @@ def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, rea
 def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     """The artist loss used in practice: non-saturating and stable, ``-mean(log D(G(z)))`` from logits.
 
-    It is BCE with the label "real" (1) on the fakes: the artist is rewarded for making the critic say
-    "real". Its gradient with respect to a logit is ``sigmoid(l) - 1``: close to -1 when the critic
+    It is BCE with the label "real" (1) on the fakes: the artist is rewarded for making the discriminator say
+    "real". Its gradient with respect to a logit is ``sigmoid(l) - 1``: close to -1 when the discriminator
     rejects the fake with confidence, so the artist learns fastest when it is worst.
     """
     return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
@@ -170,7 +170,7 @@ def generator_loss_saturating(fake_logits: torch.Tensor) -> torch.Tensor:
     """The original minimax artist loss, ``mean(log(1 - D(G(z))))`` (to minimise), computed stably.
 
     ``log(1 - sigmoid(l)) = -softplus(l)``. Its gradient with respect to a logit is ``-sigmoid(l)``, which
-    vanishes when the critic confidently rejects the fakes (``l`` very negative): early in training the
+    vanishes when the discriminator confidently rejects the fakes (``l`` very negative): early in training the
     artist gets almost no signal. That is why everyone uses :func:`generator_loss` instead.
     """
     return -F.softplus(fake_logits).mean()

@@ -2,7 +2,7 @@
 
 Every metric here compares two *sets* of images through a feature extractor (a function that turns
 an ``N x C x H x W`` batch into an ``N x D`` matrix of features): the course's own classifier
-(``critic.get_classifier(data).features``), or the standard Inception network where it can be
+(``critic.get_critic(data).features``), or the standard Inception network where it can be
 downloaded (:func:`inception_feature_extractor`).
 
 * :func:`frechet_distance` / :func:`fid_from_features` / :func:`fid`: fit one Gaussian to each feature
@@ -341,7 +341,7 @@ def inception_feature_extractor(device: torch.device | str = "cpu") -> FeatureFn
         raise InceptionUnavailableError(
             "the Inception weights could not be downloaded or loaded "
             f"({type(error).__name__}: {error}). Standard FID is unavailable here; use the course classifier's "
-            "features instead: metrics.fid(a, b, critic.get_classifier(data).features)."
+            "features instead: metrics.fid(a, b, critic.get_critic(data).features)."
         ) from error
     # transform_input=True is how torchvision builds it for these weights (they expect Google's input scaling).
     network = inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=False)

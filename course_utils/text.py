@@ -35,6 +35,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from course_utils.data import make_loader
+from course_utils.loop import evaluating
 
 TEXTS: dict[str, tuple[str, ...]] = {
     "roman-plays": ("julius_caesar.txt", "antony_and_cleopatra.txt", "coriolanus.txt"),
@@ -212,15 +213,13 @@ def bits_per_char(model: nn.Module, ids: torch.Tensor, chunk: int = 512) -> floa
     """
     if len(ids) < 2:
         raise ValueError("need at least two characters to score")
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     total_nats, state = 0.0, None
     inputs, targets = ids[:-1].to(device), ids[1:].to(device)
-    for start in range(0, len(inputs), chunk):
-        logits, state = model(inputs[None, start : start + chunk], state)
-        total_nats += float(F.cross_entropy(logits[0], targets[start : start + chunk], reduction="sum"))
-    model.train(was_training)
+    with evaluating(model):
+        for start in range(0, len(inputs), chunk):
+            logits, state = model(inputs[None, start : start + chunk], state)
+            total_nats += float(F.cross_entropy(logits[0], targets[start : start + chunk], reduction="sum"))
     return total_nats / len(targets) / math.log(2)
 
 
@@ -329,19 +328,17 @@ def generate(
     if "\n" not in vocab.chars and not prompt:
         raise ValueError("give a prompt: this vocabulary has no newline to start from")
     generator = torch.Generator().manual_seed(seed)
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     ids = vocab.encode(context).to(device).repeat(num_return_sequences, 1)  # B x len(context)
-    logits, state = model(ids)  # read the whole prompt once; the state remembers it
     new = []
-    for _ in range(max_new_tokens):
-        next_ids = sample_next(
-            logits[:, -1].cpu(), temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
-        )
-        new.append(next_ids)
-        logits, state = model(next_ids[:, None].to(device), state)  # feed only the new character
-    model.train(was_training)
+    with evaluating(model):
+        logits, state = model(ids)  # read the whole prompt once; the state remembers it
+        for _ in range(max_new_tokens):
+            next_ids = sample_next(
+                logits[:, -1].cpu(), temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
+            )
+            new.append(next_ids)
+            logits, state = model(next_ids[:, None].to(device), state)  # feed only the new character
     if not new:
         return [prompt] * num_return_sequences
     columns = torch.stack(new, dim=1)

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -18,7 +19,7 @@ def digits_critic(tmp_path_factory):
     os.environ["COURSE_PROFILE"] = "fast"
     os.environ["COURSE_CHECKPOINT_DIR"] = str(folder)
     data = load_dataset("digits", verbose=False)
-    model = critic.get_classifier(data, verbose=False)
+    model = critic.get_critic(data, verbose=False)
     if previous is not None:
         os.environ["COURSE_CHECKPOINT_DIR"] = previous
     return model, data, folder
@@ -40,7 +41,7 @@ def test_critic_learns_digits_and_is_cached(digits_critic, capsys, monkeypatch):
     monkeypatch.setenv("COURSE_CHECKPOINT_DIR", str(folder))
     test = load_dataset("digits", "test", verbose=False)
     assert critic.accuracy(model, test) > 0.8
-    again = critic.get_classifier(data, verbose=True)
+    again = critic.get_critic(data, verbose=True)
     assert "loaded" in capsys.readouterr().out
     assert torch.equal(again.head.weight, model.head.weight)
     assert not any(p.requires_grad for p in again.parameters())
@@ -85,7 +86,23 @@ def test_an_outdated_critic_checkpoint_is_replaced(tmp_path, monkeypatch, capsys
     old = Classifier(data.image_shape)
     old.head = nn.Linear(128, 3)  # an older architecture
     save_checkpoint(checkpoint_path("critic", data), {"model": old}, test_accuracy=0.5)
-    monkeypatch.setattr(critic.config, "by_profile", lambda full, fast: 1)  # one tiny step is enough here
-    model = critic.get_classifier(data)
+    quick = critic.CriticConfig(epochs=1, train_size=300)  # one short epoch is enough here
+    monkeypatch.setattr(critic, "critic_preset", lambda data: quick)
+    model = critic.get_critic(data)
     assert model.head.out_features == 10
-    assert "does not fit this model" in capsys.readouterr().out
+    assert "does not fit: moved it to" in capsys.readouterr().out
+    assert critic.get_critic(data) is not model  # the new one is saved and loaded next time
+    assert "Critic loaded" in capsys.readouterr().out
+
+
+def test_notebook_00s_critic_is_the_one_later_notebooks_load(monkeypatch, tmp_path, capsys):
+    from course_utils.checkpoints import checkpoint_path
+
+    monkeypatch.setenv("COURSE_CHECKPOINT_DIR", str(tmp_path))
+    data = load_dataset("digits", verbose=False)
+    quick = dataclasses.replace(critic.critic_preset(data), epochs=1, train_size=200)
+    monkeypatch.setattr(critic, "critic_preset", lambda data: quick)
+    trained, _ = critic.train_critic(data, critic.critic_preset(data), checkpoint=checkpoint_path("critic", data))
+    loaded = critic.get_critic(data)
+    assert "Critic loaded" in capsys.readouterr().out
+    assert torch.equal(trained.head.weight, loaded.head.weight)

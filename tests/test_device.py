@@ -9,6 +9,7 @@ others run each helper with its model on the device.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -17,8 +18,16 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils import checkpoints, config, critic, data, metrics, plotting, text, train, widgets
+from course_utils import checkpoints, config, critic, data, metrics, plotting, text, widgets
 from course_utils.models import Classifier
+from course_utils.recipes import autoencoder as autoencoder_recipe
+from course_utils.recipes import diffusion as diffusion_recipe
+from course_utils.recipes import gan as gan_recipe
+from course_utils.recipes import text as text_recipe
+from course_utils.recipes.autoencoder import AutoencoderConfig, VAEConfig
+from course_utils.recipes.diffusion import DiffusionConfig
+from course_utils.recipes.gan import GANConfig
+from course_utils.recipes.text import CharModelConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from simulated_device import SimulatedDevice, is_on_device  # noqa: E402
@@ -142,54 +151,58 @@ def _on_device(module: torch.nn.Module) -> bool:
 
 
 def test_autoencoder_helpers_on_the_device(sim, digits):
-    model, _ = train.train_autoencoder(digits, epochs=1, latent_dim=4, width=16, noise_std=0.2, mask_size=2)
+    settings = AutoencoderConfig(latent_dim=4, width=16, noise_std=0.2, mask_size=2)
+    model, _ = autoencoder_recipe.train_autoencoder(digits, settings)
     assert _on_device(model)
-    codes = train.encode_images(model, digits.images[:10])
+    codes = autoencoder_recipe.encode_images(model, digits.images[:10])
     assert codes.shape == (10, 4) and not is_on_device(codes)
-    like = train.sample_autoencoder(model, 5, like=digits.images)
+    like = autoencoder_recipe.sample_autoencoder(model, 5, like=digits.images)
     assert not is_on_device(like) and like.shape == (5, 1, 8, 8)
     x = digits.images[:4].to(sim.device)
     with torch.no_grad():
-        plotting.show_reconstructions(x, model(x), train.corrupt(x, 0.3, 2, generator=torch.Generator()))
-    plotting.plot_latent_scatter(train.encode_images(model, digits.images), digits.labels)
+        plotting.show_reconstructions(x, model(x), autoencoder_recipe.corrupt(x, 0.3, 2, generator=torch.Generator()))
+    plotting.plot_latent_scatter(autoencoder_recipe.encode_images(model, digits.images), digits.labels)
 
 
 def test_vae_helpers_on_the_device(sim, digits):
     path = checkpoints.checkpoint_path("vae", digits)
-    model, _ = train.train_vae(digits, epochs=1, latent_dim=2, width=16, checkpoint=path)
+    model, _ = autoencoder_recipe.train_vae(digits, VAEConfig(latent_dim=2, width=16), checkpoint=path)
     assert _on_device(model)
-    assert set(train.evaluate_vae(model, digits)) == {"loss", "reconstruction", "kl"}
-    assert not is_on_device(train.sample_vae(model, 3))
-    mu = train.encode_images(model, digits.images[:2])  # CPU codes into a decoder on the device
+    assert set(autoencoder_recipe.evaluate_vae(model, digits)) == {"loss", "reconstruction", "kl"}
+    assert not is_on_device(autoencoder_recipe.sample_vae(model, 3))
+    mu = autoencoder_recipe.encode_images(model, digits.images[:2])  # CPU codes into a decoder on the device
     plotting.plot_interpolation(model.decode, mu[0], mu[1], steps=4)
     plotting.plot_interpolation(model.decode, mu[:1].to(sim.device), mu[1:].to(sim.device), steps=4)
     plotting.plot_latent_manifold(model.decode, latent_dim=2, n=3)
     assert widgets.decode_code(model.decode, mu[0], z1=0.5).shape == (8, 8)
     widgets.latent_explorer(model.decode, 2, start=mu[0].to(sim.device))
     # Loaded again, the checkpoint (saved from the device, read with map_location) fills a model on the device.
-    again, _ = train.train_vae(digits, epochs=1, latent_dim=2, width=16, checkpoint=path)
-    assert _on_device(again) and torch.equal(train.sample_vae(again, 3), train.sample_vae(model, 3))
+    again, _ = autoencoder_recipe.train_vae(digits, VAEConfig(latent_dim=2, width=16), checkpoint=path)
+    assert _on_device(again) and torch.equal(
+        autoencoder_recipe.sample_vae(again, 3), autoencoder_recipe.sample_vae(model, 3)
+    )
 
 
 def test_gan_helpers_on_the_device(sim, digits, tmp_path):
     path = tmp_path / "gan.pt"
     snapshots: list = []
-    model, history = train.train_gan(digits, epochs=1, kind="mlp", latent_dim=8, checkpoint=path, snapshots=snapshots)
+    settings = GANConfig(kind="mlp", latent_dim=8)
+    model, history = gan_recipe.train_gan(digits, settings, checkpoint=path, snapshots=snapshots)
     assert _on_device(model) and not is_on_device(snapshots[-1][1])
-    assert not is_on_device(train.sample_gan(model, 4))
+    assert not is_on_device(gan_recipe.sample_gan(model, 4))
     plotting.plot_snapshots(snapshots)
     plotting.plot_gan_progress(history, snapshots)
     resumed: list = []
-    train.train_gan(digits, epochs=2, kind="mlp", latent_dim=8, checkpoint=path, snapshots=resumed)  # reads snapshots
+    longer = dataclasses.replace(settings, epochs=2)
+    gan_recipe.train_gan(digits, longer, checkpoint=path, snapshots=resumed)  # reads snapshots
     assert len(resumed) == 2
 
 
 def test_diffusion_helpers_on_the_device(sim, digits):
-    model, _ = train.train_diffusion(
-        digits, epochs=1, channels=(8, 16), timesteps=20, sample_steps=3, batch_size=48, bf16=False
-    )
+    settings = DiffusionConfig(channels=(8, 16), timesteps=20, sample_steps=3, batch_size=48, bf16=False)
+    model, _ = diffusion_recipe.train_diffusion(digits, settings)
     assert _on_device(model)
-    samples = train.sample_diffusion(model, 3, seed=0)
+    samples = diffusion_recipe.sample_diffusion(model, 3, seed=0)
     assert not is_on_device(samples) and samples.shape == (3, 1, 8, 8)
     _, trajectory = model.sample(2, torch.Generator().manual_seed(0), return_trajectory=True)
     plotting.plot_trajectory(trajectory)
@@ -202,9 +215,8 @@ def test_diffusion_helpers_on_the_device(sim, digits):
 
 def test_diffusion_model_without_bf16_never_enters_autocast(monkeypatch):
     # PyTorch before 2.5 raises "unsupported autocast device_type 'mps'" even for a disabled autocast.
-    from course_utils.train import make_diffusion
-
-    model = make_diffusion((1, 8, 8), channels=(8, 16), timesteps=10, sample_steps=2, bf16=False)
+    settings = DiffusionConfig(channels=(8, 16), timesteps=10, sample_steps=2, bf16=False)
+    model = diffusion_recipe.make_diffusion((1, 8, 8), settings)
 
     def refuse(*args, **kwargs):
         raise RuntimeError("User specified an unsupported autocast device_type 'mps'")
@@ -242,10 +254,11 @@ def test_critic_and_metrics_on_the_device(sim, digits):
 
 def test_text_helpers_on_the_device(sim):
     corpus = text.load_text("julius-caesar", limit=2000, verbose=False)
-    model, _ = train.train_charmodel(corpus, epochs=1, seq_len=16, batch_size=16, embed_dim=8, hidden_size=16)
+    settings = CharModelConfig(seq_len=16, batch_size=16, embed_dim=8, hidden_size=16)
+    model, _ = text_recipe.train_charmodel(corpus, settings)
     assert _on_device(model)
     assert text.bits_per_char(model, corpus.val_ids[:200]) > 0
-    (passage,) = train.sample_charmodel(model, corpus.vocab, 1, length=20, prompt="CAESAR")
+    (passage,) = text.generate(model, corpus.vocab, "CAESAR", max_new_tokens=20, seed=0)
     assert passage.startswith("CAESAR") and len(passage) == 26
     ids = corpus.train_ids.to(sim.device)
     assert text.baseline_bits_per_char(text.bigram_probs(ids, len(corpus.vocab)), ids[:300]) > 0

@@ -22,7 +22,7 @@ def _stub(*args):
     "check",
     [
         ex.check_build_generator,
-        ex.check_critic_probability,
+        ex.check_discriminator_probability,
         ex.check_discriminator_loss,
         ex.check_discriminator_step,
         ex.check_generator_step,
@@ -37,7 +37,7 @@ def test_stubs_are_not_implemented(check, capsys):
     ("check", "reference"),
     [
         (ex.check_build_generator, ex.build_generator_reference),
-        (ex.check_critic_probability, ex.critic_probability_reference),
+        (ex.check_discriminator_probability, ex.discriminator_probability_reference),
         (ex.check_discriminator_loss, ex.discriminator_loss_reference),
         (ex.check_discriminator_step, ex.discriminator_step_reference),
         (ex.check_generator_step, ex.generator_step_reference),
@@ -104,9 +104,9 @@ def test_generator_with_relu_gets_a_hint():
         (lambda d, x: 1 - torch.sigmoid(d(x * 2 - 1)), "not right"),  # P(fake)
     ],
 )
-def test_critic_probability_mistakes_get_a_hint(wrong, hint):
+def test_discriminator_probability_mistakes_get_a_hint(wrong, hint):
     with pytest.raises(ExerciseError, match=hint):
-        ex.check_critic_probability(wrong)
+        ex.check_discriminator_probability(wrong)
 
 
 # --------------------------------------------------------------------------- notebook 04
@@ -163,7 +163,7 @@ def _d_step(detach: bool = True, zero_grad: bool = True, swap: bool = False, ste
         (_d_step(detach=False), "detach"),
         (_d_step(zero_grad=False), "zero_grad"),
         (_d_step(swap=True), "the returned loss"),
-        (_d_step(detach=False, step_both=True), "only update the critic"),
+        (_d_step(detach=False, step_both=True), "only update the discriminator"),
     ],
 )
 def test_discriminator_step_mistakes_get_a_hint(wrong, hint):
@@ -171,7 +171,7 @@ def test_discriminator_step_mistakes_get_a_hint(wrong, hint):
         ex.check_discriminator_step(wrong)
 
 
-def _g_step(loss_fn, detach: bool = False, step: bool = True, critic_too: bool = False):
+def _g_step(loss_fn, detach: bool = False, step: bool = True, discriminator_too: bool = False):
     def g_step(model, optimizer_g, batch_size):
         fake = model.generator(model.noise(batch_size))
         loss = loss_fn(model.discriminator(fake.detach() if detach else fake))
@@ -182,7 +182,7 @@ def _g_step(loss_fn, detach: bool = False, step: bool = True, critic_too: bool =
             loss.backward()
         if step:
             optimizer_g.step()
-        if critic_too:
+        if discriminator_too:
             torch.optim.SGD(model.discriminator.parameters(), lr=0.1).step()
         return loss.item()
 
@@ -200,7 +200,7 @@ def _bce_fake_label(logits):
         (_g_step(_bce_fake_label), "Labelling the fakes 0"),
         (_g_step(losses.generator_loss, step=False), "did not change"),
         (_g_step(losses.generator_loss, detach=True), "no detach"),
-        (_g_step(losses.generator_loss, critic_too=True), "only update the artist"),
+        (_g_step(losses.generator_loss, discriminator_too=True), "only update the artist"),
     ],
 )
 def test_generator_step_mistakes_get_a_hint(wrong, hint):

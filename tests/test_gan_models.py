@@ -25,7 +25,7 @@ def test_generator_and_discriminator_shapes(kind, shape):
     assert fake.min() < 0 < fake.max()
     logits = gan.discriminator(fake)
     assert logits.shape == (5,)
-    # Logits, not probabilities: the critic ends in a linear layer, no sigmoid squeezes it into [0, 1].
+    # Logits, not probabilities: the discriminator ends in a linear layer, no sigmoid squeezes it into [0, 1].
     assert isinstance(list(gan.discriminator.modules())[-1], nn.Linear)
 
 
@@ -53,7 +53,7 @@ def test_conv_pair_is_smaller_than_mlp_pair():
 
     mlp, conv = make_gan("mlp"), make_gan("dcgan", channels=32)
     assert count(conv) < count(mlp)
-    # The conv critic's linear head sees 2C feature maps of 7x7.
+    # The conv discriminator's linear head sees 2C feature maps of 7x7.
     head = [m for m in conv.discriminator.modules() if isinstance(m, nn.Linear)][-1]
     assert head.in_features == 64 * 7 * 7
 

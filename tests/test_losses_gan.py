@@ -45,8 +45,8 @@ def test_label_smoothing_changes_only_the_real_target():
         losses.discriminator_loss(real, fake, real_label=0.3)
 
 
-def test_naive_discriminator_loss_overflows_on_a_confident_critic():
-    # A critic very sure of itself: logit 20 for a real picture (sigmoid rounds to exactly 1.0 in
+def test_naive_discriminator_loss_overflows_on_a_confident_discriminator():
+    # A discriminator very sure of itself: logit 20 for a real picture (sigmoid rounds to exactly 1.0 in
     # float32), and a fake it wrongly calls real with logit 20.
     real_logits = torch.tensor([20.0, 3.0], requires_grad=True)
     fake_logits = torch.tensor([20.0, -3.0], requires_grad=True)
@@ -79,7 +79,7 @@ def test_naive_generator_loss_gives_inf_and_nan_when_the_critic_is_sure():
 
 
 def test_saturating_generator_loss_vanishes_where_the_non_saturating_one_does_not():
-    # Early in training the critic rejects fakes confidently: logits around -10.
+    # Early in training the discriminator rejects fakes confidently: logits around -10.
     logits = torch.full((8,), -10.0, requires_grad=True)
     losses.generator_loss_saturating(logits).backward()
     saturating = logits.grad.abs().sum().item()
@@ -88,7 +88,7 @@ def test_saturating_generator_loss_vanishes_where_the_non_saturating_one_does_no
     non_saturating = logits.grad.abs().sum().item()
     assert saturating < 1e-4  # sum of sigmoid(-10) / 8 over 8 logits ~ 4.5e-5
     assert non_saturating > 0.99  # sum of (1 - sigmoid(-10)) / 8 ~ 1
-    # Both push in the same direction: make the critic's logit larger.
+    # Both push in the same direction: make the discriminator's logit larger.
     assert logits.grad.lt(0).all()
 
 

@@ -13,7 +13,7 @@ from course_utils import plotting
 def test_ellipse_points_lie_at_two_standard_deviations():
     cov = np.array([[4.0, 1.0], [1.0, 2.0]])
     mean = np.array([1.0, -1.0])
-    points = plotting._ellipse_points(mean, cov, n_std=2.0)
+    points = plotting.evaluation._ellipse_points(mean, cov, n_std=2.0)
     # Every point has Mahalanobis distance 2 from the mean.
     centred = points - mean
     mahalanobis = np.sqrt(np.einsum("ni,ij,nj->n", centred, np.linalg.inv(cov), centred))

@@ -212,7 +212,7 @@ def real_floors(quality: list[dict], env: dict[str, str]) -> list[dict]:
             try:
                 test = load_dataset(name.split()[0], "test", verbose=False)
                 n = min(1000, len(test) // 2)
-                classifier = critic.get_classifier(test, verbose=False)
+                classifier = critic.get_critic(test, verbose=False)
                 figures = critic.evaluate_samples(classifier, test.images[:n], test.images[n : 2 * n])
                 floors.append({"kind": "real", "dataset": name, "n_images": n, **figures, "note": "held-out floor"})
             except Exception as exc:  # report, never hide

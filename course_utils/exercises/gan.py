@@ -1,4 +1,4 @@
-"""Checks for notebooks 03 and 04 (GANs): build the artist, read the critic, write the losses and the steps.
+"""Checks for notebooks 03 and 04 (GANs): build the artist, read the discriminator, write the losses and the steps.
 
 Each check runs the student's function on small cases built to expose one mistake at a time (a
 sigmoid instead of a Tanh, forgetting to convert pictures to [-1, 1], swapped labels, a missing
@@ -84,7 +84,7 @@ def check_build_generator(student_fn: Callable) -> CheckResult:
     return check("build the MLP generator", test)
 
 
-def critic_probability_reference(discriminator: nn.Module, images01: torch.Tensor) -> torch.Tensor:
+def discriminator_probability_reference(discriminator: nn.Module, images01: torch.Tensor) -> torch.Tensor:
     """P(real) for each picture in [0, 1]: convert to [-1, 1], get the logits, squash them with a sigmoid."""
     logits = discriminator(to_signed(images01))
     return torch.sigmoid(logits)
@@ -104,8 +104,8 @@ class _ProbeCritic(nn.Module):
         return self.logits[: x.shape[0]].clone()
 
 
-def check_critic_probability(student_fn: Callable) -> CheckResult:
-    """Check ``student_fn(discriminator, images01) -> tensor N``: the critic's probability that each picture is real."""
+def check_discriminator_probability(student_fn: Callable) -> CheckResult:
+    """Check ``student_fn(discriminator, images01) -> tensor N``: the discriminator's P(real) for each picture."""
 
     def test() -> None:
         logits = torch.tensor([-3.0, 0.0, 2.0, 5.0, -0.5])
@@ -115,7 +115,7 @@ def check_critic_probability(student_fn: Callable) -> CheckResult:
             got = student_fn(probe, images)
         expect_true(
             probe.seen_min < 0,
-            "the critic was shown pictures in [0, 1], but it learned on pictures in [-1, 1] (the artist's Tanh "
+            "the discriminator was shown pictures in [0, 1], but it learned on pictures in [-1, 1] (the artist's Tanh "
             "range). Convert first with data.to_signed(images01) (that is, images01 * 2 - 1).",
         )
         expect_shape(got, (5,), "the probabilities for 5 pictures")
@@ -130,22 +130,24 @@ def check_critic_probability(student_fn: Callable) -> CheckResult:
             "every probability is 1: a softmax over a single output is always 1. Use torch.sigmoid for one logit.",
         )
         expect_close(got, torch.sigmoid(logits), "the probabilities", hint="P(real) = torch.sigmoid(logit).")
-        # On a real critic too.
+        # On a real discriminator too.
         torch.manual_seed(0)
-        critic = MLPDiscriminator((1, 8, 8))
+        discriminator = MLPDiscriminator((1, 8, 8))
         with torch.no_grad():
             expect_close(
-                student_fn(critic, images), critic_probability_reference(critic, images), "P(real) from a real critic"
+                student_fn(discriminator, images),
+                discriminator_probability_reference(discriminator, images),
+                "P(real) from a real discriminator",
             )
 
-    return check("the critic's probability", test)
+    return check("the discriminator's probability", test)
 
 
 # =========================================================================== notebook 04
 
 
 def discriminator_loss_reference(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """The stable critic loss: BCE with logits, real pictures labelled 1, fakes labelled 0 (summed)."""
+    """The stable discriminator loss: BCE with logits, real pictures labelled 1, fakes labelled 0 (summed)."""
     return losses.discriminator_loss(real_logits, fake_logits)
 
 
@@ -164,7 +166,8 @@ def check_discriminator_loss(student_fn: Callable) -> CheckResult:
         swapped = losses.discriminator_loss(fake, real)
         if torch.allclose(got.detach().double(), swapped.double(), rtol=1e-4) and not torch.allclose(swapped, expected):
             raise ExerciseError(
-                "the labels are swapped: the critic should call REAL pictures real (label 1) and FAKES fake (label 0)."
+                "the labels are swapped: the discriminator should call REAL pictures real (label 1) and FAKES "
+                "fake (label 0)."
             )
         expect_close(
             got,
@@ -173,12 +176,12 @@ def check_discriminator_loss(student_fn: Callable) -> CheckResult:
             hint="Use F.binary_cross_entropy_with_logits(real_logits, ones) + "
             "F.binary_cross_entropy_with_logits(fake_logits, zeros): the sum of both halves, each averaged.",
         )
-        # A confident critic: the naive log(sigmoid(...)) form overflows here.
+        # A confident discriminator: the naive log(sigmoid(...)) form overflows here.
         real, fake = torch.tensor([30.0, -120.0, 2.0]), torch.tensor([-30.0, 120.0])
         got = student_fn(real, fake)
         expect_true(
             bool(torch.isfinite(got).all()),
-            "on a very confident critic (logits of +-120) your loss is inf or NaN: sigmoid rounds to exactly 0 "
+            "on a very confident discriminator (logits of +-120) your loss is inf or NaN: sigmoid rounds to exactly 0 "
             "or 1 and log(0) = -inf. Compute it from the logits with F.binary_cross_entropy_with_logits.",
         )
         expect_close(
@@ -205,7 +208,7 @@ def _close(a: nn.Module, b: nn.Module) -> bool:
 
 
 def discriminator_step_reference(model: GAN, optimizer_d: torch.optim.Optimizer, real: torch.Tensor) -> float:
-    """One critic step: fakes from fresh noise (detached), stable loss, zero_grad, backward, step."""
+    """One discriminator step: fakes from fresh noise (detached), stable loss, zero_grad, backward, step."""
     fake = model.generator(model.noise(real.shape[0]))
     loss = losses.discriminator_loss(model.discriminator(real), model.discriminator(fake.detach()))
     optimizer_d.zero_grad()
@@ -225,7 +228,7 @@ def _run_discriminator_step(step_fn: Callable, model: GAN, real: torch.Tensor, j
 
 
 def check_discriminator_step(student_fn: Callable) -> CheckResult:
-    """Check ``student_fn(model, optimizer_d, real) -> float``: one optimisation step of the critic only."""
+    """Check ``student_fn(model, optimizer_d, real) -> float``: one optimisation step of the discriminator only."""
 
     def test() -> None:
         real = to_signed(torch.rand(10, 1, 8, 8, generator=torch.Generator().manual_seed(3)))
@@ -237,13 +240,14 @@ def check_discriminator_step(student_fn: Callable) -> CheckResult:
         )
         expect_true(
             _same(student.generator, reference.generator),
-            "the generator's weights changed: the critic's step must only update the critic (optimizer_d).",
+            "the generator's weights changed: the discriminator's step must only update the discriminator "
+            "(optimizer_d).",
         )
         generator_grads = [p.grad for p in student.generator.parameters() if p.grad is not None]
         expect_true(
             all(float(g.abs().sum()) == 0 for g in generator_grads),
-            "the critic's loss sent gradients into the generator: call fake.detach() before showing the fakes to "
-            "the critic, so that backward() stops at the fakes (the artist is not trained in this step).",
+            "the discriminator's loss sent gradients into the generator: call fake.detach() before showing the fakes "
+            "to the discriminator, so that backward() stops at the fakes (the artist is not trained in this step).",
         )
         expect_close(
             loss,
@@ -260,8 +264,8 @@ def check_discriminator_step(student_fn: Callable) -> CheckResult:
                     "loss.backward(), or the old gradients are added to the new ones."
                 )
             raise ExerciseError(
-                "the loss is right but the critic's weights did not move as expected: call optimizer_d.zero_grad(), "
-                "loss.backward() and optimizer_d.step(), once each, in that order."
+                "the loss is right but the discriminator's weights did not move as expected: call "
+                "optimizer_d.zero_grad(), loss.backward() and optimizer_d.step(), once each, in that order."
             )
 
     return check("one discriminator step", test)
@@ -276,7 +280,7 @@ def _without_zero_grad(model: GAN, optimizer_d: torch.optim.Optimizer, real: tor
 
 
 def generator_step_reference(model: GAN, optimizer_g: torch.optim.Optimizer, batch_size: int) -> float:
-    """One artist step: paint fakes, make the critic call them real (non-saturating loss), update the artist."""
+    """One artist step: paint fakes, make the discriminator call them real (non-saturating loss), update the artist."""
     fake = model.generator(model.noise(batch_size))
     loss = losses.generator_loss(model.discriminator(fake))
     optimizer_g.zero_grad()
@@ -314,19 +318,19 @@ def check_generator_step(student_fn: Callable) -> CheckResult:
         )
         expect_true(
             _same(student.discriminator, before.discriminator),
-            "the critic's weights changed: the artist's step must only update the artist (optimizer_g.step()).",
+            "the discriminator's weights changed: the artist's step must only update the artist (optimizer_g.step()).",
         )
         expect_true(
             not _same(student.generator, before.generator),
             "the generator did not change. Did you call optimizer_g.step()? Or detach() the fakes? Here the "
-            "gradient must flow back through the critic into the artist, so no detach() in this step.",
+            "gradient must flow back through the discriminator into the artist, so no detach() in this step.",
         )
         saturating, _, saturating_loss = _run_generator_step(_saturating_step)
         if _close(student.generator, saturating.generator) or (
             isinstance(loss, float | int | torch.Tensor) and math.isclose(float(loss), saturating_loss, rel_tol=1e-4)
         ):
             raise ExerciseError(
-                "that is the saturating minimax loss log(1 - D(G(z))): its gradient vanishes while the critic "
+                "that is the saturating minimax loss log(1 - D(G(z))): its gradient vanishes while the discriminator "
                 "easily spots the fakes. Use the non-saturating form: BCE with logits against the label REAL (1)."
             )
         expect_close(
@@ -334,7 +338,8 @@ def check_generator_step(student_fn: Callable) -> CheckResult:
             expected,
             "the returned loss",
             hint="losses.generator_loss(model.discriminator(fake)) is BCE with logits against the label 1 (real): "
-            "the artist wants the critic to say 'real'. Labelling the fakes 0 here trains the artist to look fake.",
+            "the artist wants the discriminator to say 'real'. Labelling the fakes 0 here trains the artist to "
+            "look fake.",
         )
         expect_true(
             _close(student.generator, reference.generator),

@@ -20,25 +20,10 @@ import math
 import torch
 from torch import nn
 
-ImageShape = tuple[int, int, int]
+from course_utils.models.shapes import ImageShape, check_halves_twice, check_image_shape, check_latent_dim
 
-
-def _check_shape(image_shape: ImageShape, latent_dim: int) -> ImageShape:
-    image_shape = tuple(int(s) for s in image_shape)
-    if len(image_shape) != 3 or min(image_shape) <= 0:
-        raise ValueError(f"image_shape must be (channels, height, width), e.g. (1, 28, 28); got {image_shape}")
-    if latent_dim <= 0:
-        raise ValueError(f"latent_dim must be a positive integer, got {latent_dim}")
-    return image_shape  # type: ignore[return-value]
-
-
-def _check_conv_shape(image_shape: ImageShape) -> None:
-    _, height, width = image_shape
-    if height % 4 or width % 4:
-        raise ValueError(
-            f"the convolutional models halve the picture twice, so height and width must be multiples of 4; "
-            f"got {height}x{width} (28x28 and 8x8 both work; use the MLP model for other sizes)"
-        )
+Pair = tuple[nn.Module, nn.Module] | None
+"""An ``(encoder, decoder)`` pair that a convolutional subclass hands to its parent (None: the MLP pair)."""
 
 
 def _mlp_encoder(image_shape: ImageShape, hidden_dim: int, out_dim: int) -> nn.Sequential:
@@ -95,12 +80,19 @@ class Autoencoder(nn.Module):
     ``encode(x)`` gives the code ``z`` (N x latent_dim); ``decode(z)`` gives pictures in [0, 1].
     """
 
-    def __init__(self, image_shape: ImageShape = (1, 28, 28), latent_dim: int = 32, hidden_dim: int = 128) -> None:
+    def __init__(
+        self, image_shape: ImageShape = (1, 28, 28), latent_dim: int = 32, hidden_dim: int = 128, networks: Pair = None
+    ) -> None:
+        """``networks``: an ``(encoder, decoder)`` pair instead of the MLP pair (see :class:`ConvAutoencoder`)."""
         super().__init__()
-        self.image_shape = _check_shape(image_shape, latent_dim)
-        self.latent_dim = latent_dim
-        self.encoder = _mlp_encoder(self.image_shape, hidden_dim, latent_dim)  # squish
-        self.decoder = _mlp_decoder(self.image_shape, hidden_dim, latent_dim)  # stretch
+        self.image_shape = check_image_shape(image_shape)
+        self.latent_dim = check_latent_dim(latent_dim)
+        if networks is None:
+            networks = (
+                _mlp_encoder(self.image_shape, hidden_dim, latent_dim),  # squish
+                _mlp_decoder(self.image_shape, hidden_dim, latent_dim),  # stretch
+            )
+        self.encoder, self.decoder = networks
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
@@ -120,12 +112,10 @@ class ConvAutoencoder(Autoencoder):
     """The same compressor with convolutions: it looks at neighbouring pixels together."""
 
     def __init__(self, image_shape: ImageShape = (1, 28, 28), latent_dim: int = 32, channels: int = 32) -> None:
-        nn.Module.__init__(self)
-        self.image_shape = _check_shape(image_shape, latent_dim)
-        _check_conv_shape(self.image_shape)
-        self.latent_dim = latent_dim
-        self.encoder = _conv_encoder(self.image_shape, channels, latent_dim)
-        self.decoder = _conv_decoder(self.image_shape, channels, latent_dim)
+        image_shape, latent_dim = check_image_shape(image_shape), check_latent_dim(latent_dim)
+        check_halves_twice(image_shape, "autoencoders")
+        networks = (_conv_encoder(image_shape, channels, latent_dim), _conv_decoder(image_shape, channels, latent_dim))
+        super().__init__(image_shape, latent_dim, networks=networks)
 
 
 # --------------------------------------------------------------------------- variational autoencoders
@@ -152,14 +142,21 @@ class VAE(nn.Module):
     needs that draw); ``reconstruct`` decodes ``mu`` itself, without dice, for the sharpest picture.
     """
 
-    def __init__(self, image_shape: ImageShape = (1, 28, 28), latent_dim: int = 20, hidden_dim: int = 400) -> None:
+    def __init__(
+        self, image_shape: ImageShape = (1, 28, 28), latent_dim: int = 20, hidden_dim: int = 400, networks: Pair = None
+    ) -> None:
+        """``networks``: an ``(encoder to hidden_dim features, decoder)`` pair instead of the MLP pair (see
+        :class:`ConvVAE`)."""
         super().__init__()
-        self.image_shape = _check_shape(image_shape, latent_dim)
-        self.latent_dim = latent_dim
-        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(self.image_shape), hidden_dim), nn.ReLU())
+        self.image_shape = check_image_shape(image_shape)
+        self.latent_dim = check_latent_dim(latent_dim)
+        if networks is None:
+            self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(self.image_shape), hidden_dim), nn.ReLU())
+        else:
+            self.encoder = networks[0]
         self.fc_mu = nn.Linear(hidden_dim, latent_dim)
         self.fc_logvar = nn.Linear(hidden_dim, latent_dim)
-        self.decoder = _mlp_decoder(self.image_shape, hidden_dim, latent_dim)
+        self.decoder = _mlp_decoder(self.image_shape, hidden_dim, latent_dim) if networks is None else networks[1]
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The cloud of codes for each picture: ``(mu, logvar)``, each N x latent_dim."""
@@ -189,11 +186,9 @@ class ConvVAE(VAE):
     def __init__(
         self, image_shape: ImageShape = (1, 28, 28), latent_dim: int = 20, channels: int = 32, hidden_dim: int = 256
     ) -> None:
-        nn.Module.__init__(self)
-        self.image_shape = _check_shape(image_shape, latent_dim)
-        _check_conv_shape(self.image_shape)
-        self.latent_dim = latent_dim
-        self.encoder = nn.Sequential(_conv_encoder(self.image_shape, channels, hidden_dim), nn.ReLU())
-        self.fc_mu = nn.Linear(hidden_dim, latent_dim)
-        self.fc_logvar = nn.Linear(hidden_dim, latent_dim)
-        self.decoder = _conv_decoder(self.image_shape, channels, latent_dim)
+        image_shape, latent_dim = check_image_shape(image_shape), check_latent_dim(latent_dim)
+        check_halves_twice(image_shape, "VAEs")
+        encoder = nn.Sequential(_conv_encoder(image_shape, channels, hidden_dim), nn.ReLU())
+        super().__init__(
+            image_shape, latent_dim, hidden_dim, networks=(encoder, _conv_decoder(image_shape, channels, latent_dim))
+        )

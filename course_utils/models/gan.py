@@ -1,9 +1,9 @@
-"""The artist and the critic: GAN generators and discriminators in plain PyTorch.
+"""The two players of a GAN, generators (the artist) and discriminators, in plain PyTorch.
 
 * A **generator** (the artist) turns a vector of random numbers, the *noise* ``z``, into a picture.
   Its last layer is a Tanh, so its pixels lie in ``[-1, 1]`` (convert with
   :func:`course_utils.data.to_unit` to show them).
-* A **discriminator** (the critic) looks at a picture and returns one number per picture: a
+* A **discriminator** looks at a picture and returns one number per picture: a
   *logit*, any real number, large when it believes "real", very negative when it believes "fake".
   The probability "this is real" is a sigmoid away: ``D(x) = torch.sigmoid(logit)``. We keep the
   logit because the losses computed from it are numerically stable (see :mod:`course_utils.losses`).
@@ -22,32 +22,10 @@ import math
 import torch
 from torch import nn
 
-ImageShape = tuple[int, int, int]
+from course_utils.models.shapes import ImageShape, check_halves_twice, check_image_shape, check_latent_dim
 
 GAN_KINDS = ("mlp", "dcgan")
 """The two GAN families :func:`make_gan` builds."""
-
-
-def _check_shape(image_shape: ImageShape) -> ImageShape:
-    image_shape = tuple(int(s) for s in image_shape)
-    if len(image_shape) != 3 or min(image_shape) <= 0:
-        raise ValueError(f"image_shape must be (channels, height, width), e.g. (1, 28, 28); got {image_shape}")
-    return image_shape  # type: ignore[return-value]
-
-
-def _check_latent(latent_dim: int) -> int:
-    if not isinstance(latent_dim, int) or latent_dim <= 0:
-        raise ValueError(f"latent_dim (the size of the noise vector) must be a positive integer, got {latent_dim!r}")
-    return latent_dim
-
-
-def _check_conv_shape(image_shape: ImageShape) -> None:
-    _, height, width = image_shape
-    if height % 4 or width % 4:
-        raise ValueError(
-            "the convolutional GAN doubles (or halves) the picture twice, so height and width must be multiples of 4; "
-            f"got {height}x{width} (28x28 and 8x8 both work; use the MLP GAN for other sizes)"
-        )
 
 
 # --------------------------------------------------------------------------- MLP pair (the source text's)
@@ -60,8 +38,8 @@ class MLPGenerator(nn.Module):
         self, latent_dim: int = 100, image_shape: ImageShape = (1, 28, 28), hidden_dims: tuple[int, ...] = (256, 512)
     ) -> None:
         super().__init__()
-        self.latent_dim = _check_latent(latent_dim)
-        self.image_shape = _check_shape(image_shape)
+        self.latent_dim = check_latent_dim(latent_dim)
+        self.image_shape = check_image_shape(image_shape)
         layers: list[nn.Module] = []
         width = latent_dim
         for hidden in hidden_dims:
@@ -77,11 +55,12 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """The critic as a plain MLP: pixels -> 512 -> 256 -> 1 logit per picture (no sigmoid: see the module doc)."""
+    """The discriminator as a plain MLP: pixels -> 512 -> 256 -> 1 logit per picture (no sigmoid: see the module
+    doc)."""
 
     def __init__(self, image_shape: ImageShape = (1, 28, 28), hidden_dims: tuple[int, ...] = (512, 256)) -> None:
         super().__init__()
-        self.image_shape = _check_shape(image_shape)
+        self.image_shape = check_image_shape(image_shape)
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(self.image_shape)
         for hidden in hidden_dims:
@@ -102,14 +81,14 @@ class ConvGenerator(nn.Module):
     """A DCGAN-style artist: noise -> a small 2C x H/4 x W/4 feature map -> two transposed convolutions that double it.
 
     At 28x28: 7x7 -> 14x14 -> 28x28; at 8x8: 2x2 -> 4x4 -> 8x8. Batch normalisation after each hidden
-    layer (as in the DCGAN paper) keeps the activations in a steady range while the critic keeps moving.
+    layer (as in the DCGAN paper) keeps the activations in a steady range while the discriminator keeps moving.
     """
 
     def __init__(self, latent_dim: int = 100, image_shape: ImageShape = (1, 28, 28), channels: int = 32) -> None:
         super().__init__()
-        self.latent_dim = _check_latent(latent_dim)
-        self.image_shape = _check_shape(image_shape)
-        _check_conv_shape(self.image_shape)
+        self.latent_dim = check_latent_dim(latent_dim)
+        self.image_shape = check_image_shape(image_shape)
+        check_halves_twice(self.image_shape, "GANs")
         c, h, w = self.image_shape
         self.net = nn.Sequential(
             nn.Linear(latent_dim, 2 * channels * (h // 4) * (w // 4), bias=False),
@@ -129,12 +108,12 @@ class ConvGenerator(nn.Module):
 
 
 class ConvDiscriminator(nn.Module):
-    """A DCGAN-style critic: two stride-2 convolutions (28 -> 14 -> 7) with LeakyReLU, then one linear logit."""
+    """A DCGAN-style discriminator: two stride-2 convolutions (28 -> 14 -> 7) with LeakyReLU, then one linear logit."""
 
     def __init__(self, image_shape: ImageShape = (1, 28, 28), channels: int = 32) -> None:
         super().__init__()
-        self.image_shape = _check_shape(image_shape)
-        _check_conv_shape(self.image_shape)
+        self.image_shape = check_image_shape(image_shape)
+        check_halves_twice(self.image_shape, "GANs")
         c, h, w = self.image_shape
         self.net = nn.Sequential(
             nn.Conv2d(c, channels, kernel_size=4, stride=2, padding=1),  # halve

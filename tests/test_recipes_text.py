@@ -1,4 +1,4 @@
-"""Tests for the character model: CharGRU, its training step, train_charmodel (checkpoint/resume), sampling."""
+"""Tests for the character model: CharGRU, its training step, train_charmodel (checkpoint/resume)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from course_utils import text, train
+from course_utils import text
 from course_utils.models import CharGRU
+from course_utils.recipes import text as recipe
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -42,43 +43,35 @@ def test_charmodel_step_reports_nats_and_bits_and_learns():
     model = CharGRU(len(data.vocab), embed_dim=8, hidden_size=32)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     windows = text.make_windows(data.train_ids, 16)[:16]
-    first = train.charmodel_step(model, optimizer, windows)
+    first = recipe.charmodel_step(model, optimizer, windows)
     assert first["bits_per_char"] == pytest.approx(first["loss"] / math.log(2))
     assert first["bits_per_char"] == pytest.approx(math.log2(len(data.vocab)), abs=0.3)  # starts near guessing
     for _ in range(40):
-        last = train.charmodel_step(model, optimizer, windows)
+        last = recipe.charmodel_step(model, optimizer, windows)
     assert last["bits_per_char"] < 0.5 * first["bits_per_char"]
 
 
 def test_train_charmodel_learns_the_pattern_and_resumes(tmp_path, capsys):
     data = _tiny_data()
     path = tmp_path / "char.pt"
-    kwargs = dict(seq_len=16, batch_size=16, embed_dim=8, hidden_size=32, lr=1e-2, dropout=0.0, checkpoint=path)
-    model, history = train.train_charmodel(data, epochs=6, **kwargs)
+    settings = recipe.CharModelConfig(
+        seq_len=16, batch_size=16, embed_dim=8, hidden_size=32, lr=1e-2, dropout=0.0, epochs=6
+    )
+    model, history = recipe.train_charmodel(data, settings, checkpoint=path)
     assert not model.training and path.exists()
     assert len(history.epochs["bits_per_char"]) == 6
     assert history.epochs["bits_per_char"][-1] < history.epochs["bits_per_char"][0]
     val = text.bits_per_char(model, data.val_ids)
     unigram = text.baseline_bits_per_char(text.unigram_probs(data.train_ids, len(data.vocab)), data.val_ids)
     assert val < 0.25 * unigram  # the pattern is deterministic: context makes it nearly free
-    assert train.sample_charmodel(model, data.vocab, 1, length=18, prompt="ab", temperature=0.0) == [
-        "abcd efg\nabcd efg\nab"
-    ]
-    again, history2 = train.train_charmodel(data, epochs=6, **kwargs)  # loaded, not retrained
+    assert text.generate(model, data.vocab, "ab", max_new_tokens=18, temperature=0.0) == ["abcd efg\nabcd efg\nab"]
+    again, history2 = recipe.train_charmodel(data, settings, checkpoint=path)  # loaded, not retrained
     assert "nothing to do" in capsys.readouterr().out
     assert history2.epochs == history.epochs
     for a, b in zip(model.parameters(), again.parameters(), strict=True):
         assert torch.equal(a, b)
 
 
-def test_sample_charmodel_shapes():
-    data = _tiny_data()
-    model = CharGRU(len(data.vocab), embed_dim=4, hidden_size=8)
-    samples = train.sample_charmodel(model, data.vocab, 3, length=25, seed=1)
-    assert len(samples) == 3 and all(len(s) == 25 for s in samples)
-    assert samples == train.sample_charmodel(model, data.vocab, 3, length=25, seed=1)
-
-
 def test_charmodel_checkpoint_path_names_text_width_and_profile():
-    path = train.charmodel_checkpoint_path(_tiny_data(), hidden_size=64)
+    path = recipe.charmodel_checkpoint_path(_tiny_data(), recipe.CharModelConfig(hidden_size=64))
     assert path.name == "charmodel-tiny-h64-fast.pt"

@@ -1,11 +1,20 @@
-"""Tests for the diffusion section of course_utils.train: EMA, the step, the recipe, the sampler."""
+"""Tests for the diffusion recipe: EMA, the step, training, the sampler."""
+
+from dataclasses import replace
 
 import pytest
 import torch
 
 from course_utils import checkpoints, diffusion
 from course_utils.data import ImageData
-from course_utils.train import EMA, diffusion_step, make_diffusion, sample_diffusion, train_diffusion
+from course_utils.recipes.diffusion import (
+    EMA,
+    DiffusionConfig,
+    diffusion_step,
+    make_diffusion,
+    sample_diffusion,
+    train_diffusion,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -38,7 +47,7 @@ def test_ema_follows_the_weights_with_the_right_decay():
 def test_diffusion_step_lowers_the_loss():
     torch.manual_seed(0)
     data = _blobs()
-    model = make_diffusion((1, 8, 8), channels=(8, 16), timesteps=50, sample_steps=5, bf16=False)
+    model = make_diffusion((1, 8, 8), DiffusionConfig(channels=(8, 16), timesteps=50, sample_steps=5, bf16=False))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     ema = EMA(model)
     g = torch.Generator().manual_seed(0)
@@ -50,8 +59,8 @@ def test_diffusion_step_lowers_the_loss():
 def test_train_sample_and_resume(tmp_path):
     data = _blobs()
     path = checkpoints.checkpoint_path("diffusion", data)
-    kwargs = dict(channels=(8, 16), timesteps=50, sample_steps=5, batch_size=32, bf16=False, checkpoint=path)
-    model, history = train_diffusion(data, epochs=2, **kwargs)
+    settings = DiffusionConfig(channels=(8, 16), timesteps=50, sample_steps=5, batch_size=32, bf16=False, epochs=2)
+    model, history = train_diffusion(data, settings, checkpoint=path)
     assert isinstance(model, diffusion.DiffusionModel) and not model.training
     assert len(history.steps["loss"]) == 4 and len(history.epochs["loss"]) == 2 and path.exists()
     samples = sample_diffusion(model, 7, seed=1)
@@ -65,16 +74,16 @@ def test_train_sample_and_resume(tmp_path):
     # Made a few at a time (less memory), the pictures come out all the same.
     assert sample_diffusion(model, 7, seed=1, batch_size=3).shape == (7, 1, 8, 8)
     # A second call loads the finished run instead of training again: same weights, same pictures.
-    again, history2 = train_diffusion(data, epochs=2, **kwargs)
+    again, history2 = train_diffusion(data, settings, checkpoint=path)
     assert torch.equal(sample_diffusion(again, 7, seed=1), samples) and history2.steps == history.steps
     # Asking for more epochs resumes after the saved ones.
-    _, history3 = train_diffusion(data, epochs=3, **kwargs)
+    _, history3 = train_diffusion(data, replace(settings, epochs=3), checkpoint=path)
     assert len(history3.epochs["loss"]) == 3 and history3.steps["loss"][:4] == history.steps["loss"]
 
 
 def test_sample_diffusion_explains_wrong_inputs():
     with pytest.raises(TypeError, match="DiffusionModel"):
         sample_diffusion(torch.nn.Linear(2, 2), 4)
-    model = make_diffusion((1, 8, 8), channels=(8, 16), timesteps=20, sample_steps=4, bf16=False)
+    model = make_diffusion((1, 8, 8), DiffusionConfig(channels=(8, 16), timesteps=20, sample_steps=4, bf16=False))
     with pytest.raises(ValueError, match="positive"):
         sample_diffusion(model, 0)

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from course_utils import losses, train
+from course_utils import losses
 from course_utils.data import ImageData, load_dataset
-from course_utils.models import VAE, Autoencoder
+from course_utils.models import VAE, Autoencoder, ConvVAE
+from course_utils.recipes import autoencoder as recipe
 
 
 @pytest.fixture(scope="module")
@@ -15,13 +16,13 @@ def digits():
 
 def test_corrupt_adds_clamped_noise_and_blanks_one_square():
     images = torch.full((3, 1, 8, 8), 0.5)
-    noisy = train.corrupt(images, noise_std=0.3, generator=torch.Generator().manual_seed(0))
+    noisy = recipe.corrupt(images, noise_std=0.3, generator=torch.Generator().manual_seed(0))
     assert noisy.min() >= 0 and noisy.max() <= 1 and not torch.equal(noisy, images)
     assert torch.equal(images, torch.full((3, 1, 8, 8), 0.5))  # the clean pictures are untouched
-    masked = train.corrupt(images, mask_size=3, generator=torch.Generator().manual_seed(0))
+    masked = recipe.corrupt(images, mask_size=3, generator=torch.Generator().manual_seed(0))
     assert ((masked == 0).flatten(1).sum(1) == 9).all()  # exactly one 3x3 square per picture
     with pytest.raises(ValueError, match="larger"):
-        train.corrupt(images, mask_size=9)
+        recipe.corrupt(images, mask_size=9)
 
 
 def test_autoencoder_step_lowers_the_loss_on_one_batch():
@@ -29,9 +30,9 @@ def test_autoencoder_step_lowers_the_loss_on_one_batch():
     model = Autoencoder((1, 8, 8), latent_dim=4, hidden_dim=16)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     images = torch.rand(16, 1, 8, 8)
-    first = train.autoencoder_step(model, optimizer, images)["loss"]
+    first = recipe.autoencoder_step(model, optimizer, images)["loss"]
     for _ in range(30):
-        last = train.autoencoder_step(model, optimizer, images)["loss"]
+        last = recipe.autoencoder_step(model, optimizer, images)["loss"]
     assert last < first
     torch.testing.assert_close(
         torch.tensor(first),
@@ -45,7 +46,7 @@ def test_vae_step_reports_its_parts():
     torch.manual_seed(0)
     model = VAE((1, 8, 8), latent_dim=2, hidden_dim=16)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    values = train.vae_step(model, optimizer, torch.rand(8, 1, 8, 8), beta=2.0)
+    values = recipe.vae_step(model, optimizer, torch.rand(8, 1, 8, 8), beta=2.0)
     assert set(values) == {"loss", "reconstruction", "kl"}
     assert values["loss"] == pytest.approx(values["reconstruction"] + 2.0 * values["kl"], rel=1e-5)
 
@@ -53,23 +54,24 @@ def test_vae_step_reports_its_parts():
 def test_train_vae_learns_checkpoints_and_resumes(digits, tmp_path):
     test = load_dataset("digits", "test", limit=128, verbose=False)
     path = tmp_path / "vae.pt"
-    untrained = train.evaluate_vae(VAE((1, 8, 8), 4, 32), test)["loss"]
-    model, history = train.train_vae(digits, epochs=3, latent_dim=4, width=32, checkpoint=path)
+    untrained = recipe.evaluate_vae(VAE((1, 8, 8), 4, 32), test)["loss"]
+    settings = recipe.VAEConfig(epochs=3, latent_dim=4, width=32)
+    model, history = recipe.train_vae(digits, settings, checkpoint=path)
     assert path.exists() and len(history.epochs["loss"]) == 3
     assert history.epochs["loss"][-1] < history.epochs["loss"][0]
-    trained = train.evaluate_vae(model, test)
+    trained = recipe.evaluate_vae(model, test)
     assert trained["loss"] < untrained
     assert trained["loss"] == pytest.approx(trained["reconstruction"] + trained["kl"], rel=1e-5)
-    again, history_again = train.train_vae(digits, epochs=3, latent_dim=4, width=32, checkpoint=path)
+    again, history_again = recipe.train_vae(digits, settings, checkpoint=path)
     assert history_again.epochs == history.epochs  # loaded, not retrained
-    torch.testing.assert_close(train.sample_vae(again, 5, seed=1), train.sample_vae(model, 5, seed=1))
+    torch.testing.assert_close(recipe.sample_vae(again, 5, seed=1), recipe.sample_vae(model, 5, seed=1))
 
 
 def test_evaluate_vae_is_repeatable_and_matches_the_loss_function():
     torch.manual_seed(0)
     model = VAE((1, 8, 8), 3, 16)
     data = ImageData(torch.rand(10, 1, 8, 8), torch.zeros(10, dtype=torch.int64), "digits", "random")
-    first, second = train.evaluate_vae(model, data, seed=3), train.evaluate_vae(model, data, seed=3)
+    first, second = recipe.evaluate_vae(model, data, seed=3), recipe.evaluate_vae(model, data, seed=3)
     assert first == second
     mu, logvar = model.encode(data.images)
     eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(3))
@@ -79,14 +81,13 @@ def test_evaluate_vae_is_repeatable_and_matches_the_loss_function():
 
 @pytest.mark.parametrize("kind", ["mlp", "conv"])
 def test_train_autoencoder_and_its_samples(digits, kind):
-    model, history = train.train_autoencoder(
-        digits, epochs=2, kind=kind, latent_dim=3, width=8, noise_std=0.2, mask_size=2
-    )
+    settings = recipe.AutoencoderConfig(epochs=2, kind=kind, latent_dim=3, width=8, noise_std=0.2, mask_size=2)
+    model, history = recipe.train_autoencoder(digits, settings)
     assert history.epochs["loss"][-1] < history.epochs["loss"][0]
-    samples = train.sample_autoencoder(model, 6, seed=0)
+    samples = recipe.sample_autoencoder(model, 6, seed=0)
     assert samples.shape == (6, 1, 8, 8) and 0 <= samples.min() and samples.max() <= 1
-    torch.testing.assert_close(samples, train.sample_autoencoder(model, 6, seed=0))
-    fitted = train.sample_autoencoder(model, 6, seed=0, like=digits.images[:50])
+    torch.testing.assert_close(samples, recipe.sample_autoencoder(model, 6, seed=0))
+    fitted = recipe.sample_autoencoder(model, 6, seed=0, like=digits.images[:50])
     assert fitted.shape == (6, 1, 8, 8) and not torch.allclose(fitted, samples)
 
 
@@ -94,19 +95,20 @@ def test_sample_vae_decodes_prior_codes():
     torch.manual_seed(0)
     model = VAE((1, 8, 8), 2, 8)
     z = torch.randn(4, 2, generator=torch.Generator().manual_seed(7))
-    torch.testing.assert_close(train.sample_vae(model, 4, seed=7), model.decode(z))
+    torch.testing.assert_close(recipe.sample_vae(model, 4, seed=7), model.decode(z))
 
 
 def test_encode_images_gives_mu_for_a_vae_and_the_code_for_an_autoencoder():
     torch.manual_seed(0)
     x = torch.rand(7, 1, 8, 8)
     vae, ae = VAE((1, 8, 8), 3, 8), Autoencoder((1, 8, 8), 5, 8)
-    torch.testing.assert_close(train.encode_images(vae, x, batch_size=3), vae.encode(x)[0])
-    torch.testing.assert_close(train.encode_images(ae, x, batch_size=3), ae.encode(x))
+    torch.testing.assert_close(recipe.encode_images(vae, x, batch_size=3), vae.encode(x)[0])
+    torch.testing.assert_close(recipe.encode_images(ae, x, batch_size=3), ae.encode(x))
 
 
 def test_unknown_kinds_are_explained():
-    with pytest.raises(ValueError, match="'mlp' or 'conv'"):
-        train.make_vae("resnet", (1, 8, 8), 2, 8)
-    with pytest.raises(ValueError, match="'mlp' or 'conv'"):
-        train.make_autoencoder("resnet", (1, 8, 8), 2, 8)
+    for settings in (recipe.VAEConfig(kind="resnet"), recipe.AutoencoderConfig(kind="resnet")):
+        with pytest.raises(ValueError, match="'mlp' or 'conv'"):
+            recipe.make_autoencoder((1, 8, 8), settings)
+    assert isinstance(recipe.make_autoencoder((1, 8, 8), recipe.VAEConfig(kind="conv", width=4)), ConvVAE)
+    assert isinstance(recipe.make_autoencoder((1, 8, 8), recipe.AutoencoderConfig(width=4)), Autoencoder)

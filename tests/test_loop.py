@@ -1,11 +1,14 @@
+import dataclasses
 import math
+import os
+import signal
 
 import pytest
 import torch
 from torch import nn
 
 from course_utils import data
-from course_utils.train import History, NonFiniteLossError, fit
+from course_utils.loop import History, NonFiniteLossError, TrainingConfig, evaluating, fit
 
 
 def regression_problem(seed=0):
@@ -108,5 +111,82 @@ def test_a_checkpoint_of_another_architecture_is_set_aside_not_fatal(tmp_path, c
     model, optimizer, step, loader = regression_problem()
     history = fit(step, loader, epochs=1, checkpoint=path, modules={"model": model, "optimizer": optimizer})
     out = capsys.readouterr().out
-    assert "does not fit this model" in out and (tmp_path / "run.stale.pt").exists()
+    assert "does not fit: moved it to run.stale.pt" in out and (tmp_path / "run.stale.pt").exists()
     assert history.n_epochs == 1 and path.exists()
+
+
+def test_ctrl_c_stops_after_the_step_saves_and_resumes_exactly(tmp_path, capsys):
+    def run(interrupt_at=None):
+        model, optimizer, step, loader = regression_problem()
+        calls = []
+
+        def step_that_gets_interrupted(batch):
+            calls.append(1)
+            if len(calls) == interrupt_at:
+                os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C or Jupyter's interrupt button sends
+            return step(batch)
+
+        modules = {"model": model, "optimizer": optimizer}
+        history = fit(step_that_gets_interrupted, loader, epochs=3, checkpoint=tmp_path / "run.pt", modules=modules)
+        return model, history
+
+    _, history = run(interrupt_at=6)  # step 6 is batch 2 of epoch 2: it finishes, then the run stops
+    assert "Stopped by Ctrl-C during epoch 2, after its batch 2" in capsys.readouterr().out
+    assert len(history.steps["loss"]) == 6
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the usual Ctrl-C is back
+    resumed, resumed_history = run()
+    assert "epoch 2 of 3 goes on at batch 3" in capsys.readouterr().out
+
+    reference, _, step, loader = regression_problem()
+    reference_history = fit(step, loader, epochs=3)
+    assert resumed_history.steps == reference_history.steps
+    assert torch.equal(resumed.weight, reference.weight) and torch.equal(resumed.bias, reference.bias)
+
+
+def test_budgets_count_the_whole_run_and_a_spent_budget_trains_no_more(tmp_path, capsys):
+    model, optimizer, step, loader = regression_problem()
+    modules = {"model": model, "optimizer": optimizer}
+    path = tmp_path / "run.pt"
+    fit(step, loader, epochs=5, max_steps=6, checkpoint=path, modules=modules)
+    history = fit(step, loader, epochs=5, max_steps=6, checkpoint=path, modules=modules)  # a rerun of the notebook
+    assert "max_steps=6 is spent" in capsys.readouterr().out and len(history.steps["loss"]) == 6
+    history = fit(step, loader, epochs=5, max_steps=10, checkpoint=path, modules=modules)  # a larger budget goes on
+    assert len(history.steps["loss"]) == 10 and history.n_epochs == 2
+    fit(step, loader, epochs=5, max_seconds=0.0, checkpoint=path, modules=modules)
+    assert "max_seconds=0 is spent" in capsys.readouterr().out
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Settings(TrainingConfig):
+    width: int = 4
+    lr: float = 0.1
+
+
+def test_settings_travel_with_the_checkpoint_and_budgets_never_mismatch(tmp_path, capsys):
+    model, optimizer, step, loader = regression_problem()
+    modules = {"model": model, "optimizer": optimizer}
+    path = tmp_path / "run.pt"
+    fit(step, loader, settings=_Settings(epochs=1), checkpoint=path, modules=modules)
+    # Training for longer (epochs, max_steps, max_seconds) continues the same model.
+    history = fit(step, loader, settings=_Settings(epochs=2, max_seconds=60.0), checkpoint=path, modules=modules)
+    assert "Resuming" in capsys.readouterr().out and history.n_epochs == 2
+    # Another width is another model: the file is set aside, loudly, naming the setting and both values.
+    history = fit(step, loader, settings=_Settings(epochs=1, width=8, lr=0.1), checkpoint=path, modules=modules)
+    out = capsys.readouterr().out
+    assert "width=4 in the file, 8 now" in out and "lr" not in out.split("now")[1].split(".")[0]
+    assert "moved it to run.stale.pt" in out and history.n_epochs == 1
+    with pytest.raises(ValueError, match="not both"):
+        fit(step, loader, 3, settings=_Settings())
+    with pytest.raises(ValueError, match="max_steps"):
+        _Settings(max_steps=0)
+
+
+def test_evaluating_switches_to_eval_without_gradients_and_restores_the_mode():
+    model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5))
+    with evaluating(model):
+        assert not model.training and not torch.is_grad_enabled()
+    assert model.training
+    model.eval()
+    with evaluating(model):
+        pass
+    assert not model.training

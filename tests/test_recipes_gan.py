@@ -1,13 +1,14 @@
 """The GAN training step, loop and sampler: repeatable, resumable, and doing what the text says."""
 
 import copy
+from dataclasses import replace
 
 import pytest
 import torch
 
 from course_utils import data, losses
 from course_utils.models import make_gan
-from course_utils.train import gan_step, make_gan_optimizers, sample_gan, snapshot_path, train_gan
+from course_utils.recipes.gan import GANConfig, gan_step, make_gan_optimizers, sample_gan, train_gan
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def test_gan_step_plays_one_round_in_order():
     values = gan_step(model, opt_g, opt_d, real)
     assert set(values) == {"d_loss", "g_loss", "D(x)", "D(G(z))"}
 
-    # Reference for the critic's half, from the untouched copy and the same noise.
+    # Reference for the discriminator's half, from the untouched copy and the same noise.
     torch.manual_seed(1)
     z = torch.randn(16, 5)
     fake = before.generator(z)
@@ -40,24 +41,24 @@ def test_gan_step_plays_one_round_in_order():
         assert any(not torch.equal(a, b) for a, b in zip(new.parameters(), old.parameters(), strict=True))
 
 
-def test_critic_step_never_moves_the_artist():
+def test_discriminator_step_never_moves_the_generator():
     torch.manual_seed(0)
     model = make_gan("mlp", (1, 8, 8), latent_dim=5)
     generator_before = copy.deepcopy(model.generator)
     opt_d = torch.optim.SGD(model.discriminator.parameters(), lr=0.1)
-    opt_g = torch.optim.SGD(model.generator.parameters(), lr=0.0)  # a frozen artist
+    opt_g = torch.optim.SGD(model.generator.parameters(), lr=0.0)  # a frozen generator
     values = gan_step(model, opt_g, opt_d, torch.rand(8, 1, 8, 8) * 2 - 1)
     for a, b in zip(model.generator.parameters(), generator_before.parameters(), strict=True):
         torch.testing.assert_close(a, b)
-    # After the critic's update, the same real pictures look more real to it than before.
+    # After the discriminator's update, the same real pictures look more real to it than before.
     assert values["d_loss"] > 0
 
 
 def test_training_is_seeded_and_repeatable(digits):
-    kwargs = dict(epochs=2, kind="dcgan", channels=4, latent_dim=8, batch_size=32)
-    _, first = train_gan(digits, seed=3, **kwargs)
-    _, second = train_gan(digits, seed=3, **kwargs)
-    _, other = train_gan(digits, seed=4, **kwargs)
+    settings = GANConfig(epochs=2, kind="dcgan", channels=4, latent_dim=8, batch_size=32, seed=3)
+    _, first = train_gan(digits, settings)
+    _, second = train_gan(digits, settings)
+    _, other = train_gan(digits, replace(settings, seed=4))
     assert len(first.steps["g_loss"]) == 2 * 3  # 96 images / 32 per batch, 2 epochs
     assert first.steps == second.steps
     assert first.steps != other.steps
@@ -66,16 +67,16 @@ def test_training_is_seeded_and_repeatable(digits):
 
 def test_checkpoint_resume_and_snapshots(digits, tmp_path):
     path = tmp_path / "gan.pt"
-    kwargs = dict(kind="mlp", latent_dim=4, batch_size=48, n_snapshot=6, checkpoint=path)
+    settings = GANConfig(kind="mlp", latent_dim=4, batch_size=48, n_snapshot=6, epochs=2)
     snaps: list = []
-    model, history = train_gan(digits, epochs=2, snapshots=snaps, **kwargs)
+    model, history = train_gan(digits, settings, snapshots=snaps, checkpoint=path)
     assert [epoch for epoch, _ in snaps] == [1, 2]
     assert snaps[0][1].shape == (6, 1, 8, 8) and 0 <= snaps[0][1].min() and snaps[0][1].max() <= 1
-    assert path.exists() and snapshot_path(path).exists()
+    assert path.exists() and (tmp_path / "gan-snapshots.pt").exists()
 
     # A second call loads the finished run: same weights, same history, snapshots restored.
     again: list = []
-    loaded, loaded_history = train_gan(digits, epochs=2, snapshots=again, **kwargs)
+    loaded, loaded_history = train_gan(digits, settings, snapshots=again, checkpoint=path)
     for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
     assert loaded_history.epochs == history.epochs
@@ -84,7 +85,7 @@ def test_checkpoint_resume_and_snapshots(digits, tmp_path):
 
     # Asking for more epochs resumes after epoch 2.
     more: list = []
-    _, longer = train_gan(digits, epochs=3, snapshots=more, **kwargs)
+    _, longer = train_gan(digits, replace(settings, epochs=3), snapshots=more, checkpoint=path)
     assert [e for e, _ in more] == [1, 2, 3]
     assert len(longer.epochs["g_loss"]) == 3
 

@@ -1,0 +1,86 @@
+"""Pictures for diffusion (notebook 05): the forward process, noise schedules, the denoising trajectory."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from course_utils.plotting.core import _as_image_array, _new_axes
+
+
+def plot_forward_process(
+    images: torch.Tensor, schedule: Any, timesteps: Sequence[int] | None = None, seed: int = 0
+) -> Figure:
+    """The statue turning into marble: each row one image (pixels in [0, 1]), each column ``x_t`` at a larger ``t``.
+
+    ``schedule`` is a :class:`course_utils.diffusion.NoiseSchedule`; ``timesteps`` default to eight
+    steps spread from 0 to ``T-1``. One noise draw per image (seeded) is reused for every column.
+    """
+    from course_utils import diffusion
+    from course_utils.data import to_signed, to_unit
+
+    if timesteps is None:
+        timesteps = np.linspace(0, schedule.timesteps - 1, 8).round().astype(int).tolist()
+    array = torch.as_tensor(_as_image_array(images))[:, None]  # checked, N x 1 x H x W in [0, 1]
+    noise = torch.randn(array.shape, generator=torch.Generator().manual_seed(seed))
+    n = array.shape[0]
+    fig, axes = plt.subplots(n, len(timesteps), figsize=(1.1 * len(timesteps), 1.1 * n + 0.3), squeeze=False)
+    for col, t in enumerate(timesteps):
+        x_t = diffusion.q_sample(to_signed(array), torch.full((n,), int(t)), noise, schedule)
+        for row in range(n):
+            axes[row, col].imshow(to_unit(x_t[row, 0]).numpy(), cmap="gray_r", vmin=0, vmax=1)
+            axes[row, col].axis("off")
+        axes[0, col].set_title(f"t={t}\nᾱ={schedule.alpha_bar[int(t)]:.2f}", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_schedules(schedules: dict[str, Any], ax: Axes | None = None) -> Figure:
+    """``alpha_bar_t`` (how much of the image is left) and ``1 - alpha_bar_t`` (how much noise) against ``t / T``.
+
+    ``schedules`` maps a name to a :class:`course_utils.diffusion.NoiseSchedule`.
+    """
+    if not schedules:
+        raise ValueError("give at least one schedule, e.g. {'cosine': make_schedule(1000, 'cosine')}")
+    fig, ax = _new_axes(ax, (6, 3.2))
+    for name, schedule in schedules.items():
+        fraction = np.arange(1, schedule.timesteps + 1) / schedule.timesteps
+        alpha_bar = schedule.alpha_bar.numpy()
+        (line,) = ax.plot(fraction, alpha_bar, label=f"{name}: ᾱ_t (signal)")
+        ax.plot(fraction, 1 - alpha_bar, "--", color=line.get_color(), label=f"{name}: 1 - ᾱ_t (noise)")
+    ax.set_xlabel("t / T")
+    ax.set_ylabel("variance share")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_trajectory(trajectory: Sequence[Any], n: int = 6, labels: Sequence[Any] | None = None) -> Figure:
+    """Noise becoming digits: each row one image, each column one moment of the reverse process.
+
+    ``trajectory`` is a list of batches ``x_t`` in [-1, 1] (as the samplers return it); ``labels``
+    names the columns (e.g. the timesteps). Values outside [-1, 1] (early, noisy steps) are clipped.
+    """
+    if len(trajectory) == 0:
+        raise ValueError("the trajectory is empty: sample with return_trajectory=True")
+    if labels is not None and len(labels) != len(trajectory):
+        raise ValueError(f"got {len(labels)} labels for {len(trajectory)} moments")
+    n = min(n, len(trajectory[0]))
+    cols = len(trajectory)
+    fig, axes = plt.subplots(n, cols, figsize=(0.95 * cols, 0.95 * n + 0.3), squeeze=False)
+    for col, batch in enumerate(trajectory):
+        array = (torch.as_tensor(batch[:n]).detach().cpu().float().clamp(-1, 1) + 1) / 2
+        for row in range(n):
+            axes[row, col].imshow(array[row, 0].numpy(), cmap="gray_r", vmin=0, vmax=1)
+            axes[row, col].axis("off")
+        if labels is not None:
+            axes[0, col].set_title(str(labels[col]), fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,270 @@
+"""Recipes for autoencoders (notebook 01) and variational autoencoders (notebook 02).
+
+The settings of each model are one frozen object (:class:`AutoencoderConfig`, :class:`VAEConfig`); the
+course's choice lives in :func:`autoencoder_preset`, :func:`denoiser_preset` and :func:`vae_preset`, which
+the notebooks and notebook 06's scoreboard both call. Change one field with ``dataclasses.replace``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from course_utils import config, losses
+from course_utils.data import ImageData, is_small
+from course_utils.loop import History, TrainingConfig, evaluating, fit
+from course_utils.models.autoencoder import VAE, Autoencoder, ConvAutoencoder, ConvVAE
+
+# =========================================================================== settings
+
+
+@dataclass(frozen=True, kw_only=True)
+class AutoencoderConfig(TrainingConfig):
+    """An autoencoder's settings. ``kind``: ``'mlp'`` (``width`` hidden units) or ``'conv'`` (``width`` channels).
+
+    ``noise_std`` or ``mask_size`` above 0 make it a denoising autoencoder (see :func:`corrupt`).
+    """
+
+    kind: str = "mlp"
+    latent_dim: int = 32
+    width: int = 128
+    noise_std: float = 0.0
+    mask_size: int = 0
+    lr: float = 1e-3
+
+
+@dataclass(frozen=True, kw_only=True)
+class VAEConfig(TrainingConfig):
+    """A VAE's settings; the defaults are the classic 784-400-20 MLP. ``beta`` weighs the KL term."""
+
+    kind: str = "mlp"
+    latent_dim: int = 20
+    width: int = 400
+    beta: float = 1.0
+    lr: float = 1e-3
+
+
+def autoencoder_preset(data: ImageData) -> AutoencoderConfig:
+    """Notebook 01's autoencoder: a code of 32 numbers (8 for the tiny 8x8 digits, with more passes)."""
+    if is_small(data.image_shape):
+        return AutoencoderConfig(latent_dim=8, epochs=config.by_profile(full=120, fast=4))
+    return AutoencoderConfig(latent_dim=32, epochs=config.by_profile(full=20, fast=2))
+
+
+def denoiser_preset(data: ImageData) -> AutoencoderConfig:
+    """Notebook 01's denoising autoencoder: convolutional, taught to undo noise and a blanked-out square."""
+    plain = autoencoder_preset(data)
+    return AutoencoderConfig(
+        kind="conv",
+        latent_dim=plain.latent_dim,
+        width=16,
+        noise_std=0.3,
+        mask_size=3 if is_small(data.image_shape) else 10,
+        epochs=plain.epochs,
+    )
+
+
+def vae_preset(data: ImageData) -> VAEConfig:
+    """Notebook 02's VAE: 784-400-20 at 28x28; 64-128-8 with more passes for the 8x8 digits."""
+    if is_small(data.image_shape):
+        return VAEConfig(latent_dim=8, width=128, epochs=config.by_profile(full=150, fast=4))
+    return VAEConfig(latent_dim=20, width=400, epochs=config.by_profile(full=30, fast=2))
+
+
+# =========================================================================== steps
+
+
+def corrupt(
+    images: torch.Tensor, noise_std: float = 0.0, mask_size: int = 0, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """A damaged copy of ``images`` (in [0, 1]): Gaussian noise of ``noise_std`` added, and/or one
+    random ``mask_size`` x ``mask_size`` square per picture blanked out (set to 0, the background).
+
+    A denoising autoencoder learns to undo exactly this damage: damaged picture in, clean picture out.
+    """
+    if noise_std < 0 or mask_size < 0:
+        raise ValueError(f"noise_std and mask_size must be >= 0, got {noise_std} and {mask_size}")
+    n, _, height, width = images.shape
+    if mask_size > min(height, width):
+        raise ValueError(f"mask_size {mask_size} is larger than the {height}x{width} pictures")
+    damaged = images.clone()
+    if noise_std > 0:
+        noise = torch.randn(images.shape, generator=generator).to(images.device)
+        damaged = (damaged + noise_std * noise).clamp(0.0, 1.0)
+    if mask_size > 0:
+        top = torch.randint(0, height - mask_size + 1, (n, 1, 1, 1), generator=generator)
+        left = torch.randint(0, width - mask_size + 1, (n, 1, 1, 1), generator=generator)
+        rows = torch.arange(height).view(1, 1, height, 1)
+        cols = torch.arange(width).view(1, 1, 1, width)
+        # True inside each picture's square: rows top..top+size-1 and columns left..left+size-1
+        square = (rows >= top) & (rows < top + mask_size) & (cols >= left) & (cols < left + mask_size)
+        damaged = damaged.masked_fill(square.to(damaged.device), 0.0)
+    return damaged
+
+
+def autoencoder_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    inputs: torch.Tensor | None = None,
+    kind: str = "bce",
+) -> dict[str, float]:
+    """One optimisation step of an autoencoder on a batch of pictures in [0, 1].
+
+    Squish and stretch ``inputs`` (the pictures themselves, or a damaged copy for a denoising
+    autoencoder), compare the result with the clean ``images``, and nudge the weights.
+    The loss is the reconstruction loss per picture (summed over its pixels), averaged over the batch.
+    """
+    x_hat = model(images if inputs is None else inputs)
+    loss = losses.reconstruction_loss(x_hat, images, kind).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return {"loss": loss.item()}
+
+
+def vae_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, beta: float = 1.0
+) -> dict[str, float]:
+    """One optimisation step of a VAE on a batch of pictures in [0, 1].
+
+    Encode each picture into its cloud ``(mu, logvar)``, draw one code from it (reparameterization),
+    decode it, and minimise reconstruction + ``beta`` x KL: with ``beta=1`` the negative ELBO.
+    """
+    x_hat, mu, logvar = model(images)
+    parts = losses.vae_loss(x_hat, images, mu, logvar, beta=beta)
+    optimizer.zero_grad()
+    parts.loss.backward()
+    optimizer.step()
+    return {"loss": parts.loss.item(), "reconstruction": parts.reconstruction.item(), "kl": parts.kl.item()}
+
+
+# =========================================================================== building and training
+
+
+def make_autoencoder(image_shape: tuple[int, int, int], settings: AutoencoderConfig | VAEConfig) -> nn.Module:
+    """The model ``settings`` describe: an :class:`~course_utils.models.Autoencoder` or, for a :class:`VAEConfig`,
+    a :class:`~course_utils.models.VAE`; their convolutional versions with ``kind='conv'``. ``width`` is the hidden
+    layer's size of an MLP, or the number of channels of a convolutional model."""
+    mlp, conv = (VAE, ConvVAE) if isinstance(settings, VAEConfig) else (Autoencoder, ConvAutoencoder)
+    if settings.kind == "mlp":
+        return mlp(image_shape, settings.latent_dim, hidden_dim=settings.width)
+    if settings.kind == "conv":
+        return conv(image_shape, settings.latent_dim, channels=settings.width)
+    raise ValueError(f"kind must be 'mlp' or 'conv', got {settings.kind!r}")
+
+
+def train_autoencoder(
+    data: ImageData, settings: AutoencoderConfig, *, checkpoint: str | Path | None = None, desc: str | None = None
+) -> tuple[nn.Module, History]:
+    """Train an autoencoder on ``data`` with :func:`autoencoder_step` inside :func:`fit`; return ``(model, history)``.
+
+    With ``settings.noise_std`` or ``settings.mask_size`` it becomes a denoising autoencoder: each batch
+    is damaged afresh by :func:`corrupt` and the model must rebuild the clean pictures. With
+    ``checkpoint`` (e.g. ``checkpoints.checkpoint_path('autoencoder', data)``) the run and its settings are
+    saved, and the next call resumes it, or simply loads it when it is finished.
+    """
+    noise = config.seed_everything(settings.seed)
+    device = config.device()
+    model = make_autoencoder(data.image_shape, settings).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    denoising = settings.noise_std > 0 or settings.mask_size > 0
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+        images = batch[0].to(device)  # the labels are not used: the picture is its own target
+        inputs = corrupt(images, settings.noise_std, settings.mask_size, noise) if denoising else None
+        return autoencoder_step(model, optimizer, images, inputs)
+
+    loader = data.loader(settings.batch_size, seed=settings.seed)
+    modules = {"model": model, "optimizer": optimizer, "noise": noise}
+    desc = desc or ("denoising autoencoder" if denoising else "autoencoder")
+    history = fit(step, loader, settings=settings, desc=desc, checkpoint=checkpoint, modules=modules)
+    return model.eval(), history
+
+
+def train_vae(
+    data: ImageData, settings: VAEConfig, *, checkpoint: str | Path | None = None, desc: str | None = None
+) -> tuple[VAE, History]:
+    """Train a VAE on ``data`` with :func:`vae_step` inside :func:`fit`; return ``(model, history)``.
+
+    The history logs ``loss`` (reconstruction + ``beta`` x KL), ``reconstruction`` and ``kl`` in nats per
+    image. With ``checkpoint`` (e.g. ``checkpoints.checkpoint_path('vae', data)``) the run and its settings
+    are saved, and the next call resumes it, or simply loads it when it is finished.
+    """
+    config.seed_everything(settings.seed)  # the codes are drawn by PyTorch's global generator, which fit saves
+    device = config.device()
+    model = make_autoencoder(data.image_shape, settings).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+        return vae_step(model, optimizer, batch[0].to(device), beta=settings.beta)
+
+    loader = data.loader(settings.batch_size, seed=settings.seed)
+    modules = {"model": model, "optimizer": optimizer}
+    desc = desc or (f"VAE (beta={settings.beta:g})" if settings.beta != 1 else "VAE")
+    history = fit(step, loader, settings=settings, desc=desc, checkpoint=checkpoint, modules=modules)
+    return model.eval(), history
+
+
+# =========================================================================== using a trained model
+
+
+def encode_images(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """The code of each picture (N x latent_dim, on the CPU): ``encode(x)`` for an autoencoder, ``mu`` for a VAE."""
+    device = next(model.parameters()).device
+    codes = []
+    with evaluating(model):
+        for chunk in images.split(batch_size):
+            code = model.encode(chunk.to(device))
+            codes.append((code[0] if isinstance(code, tuple) else code).cpu())
+    return torch.cat(codes)
+
+
+def evaluate_vae(
+    model: VAE, data: ImageData, beta: float = 1.0, seed: int = 0, batch_size: int = 500
+) -> dict[str, float]:
+    """The VAE loss on ``data`` (e.g. the test split), in nats per image: ``loss``, ``reconstruction``, ``kl``.
+
+    Each picture's code is drawn from its cloud with a seeded generator, as in training, so with
+    ``beta=1`` ``loss`` is a one-sample estimate of the negative ELBO, comparable with the training loss.
+    """
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    totals = {"loss": 0.0, "reconstruction": 0.0, "kl": 0.0}
+    with evaluating(model):
+        for chunk in data.images.split(batch_size):
+            images = chunk.to(device)
+            mu, logvar = model.encode(images)
+            eps = torch.randn(mu.shape, generator=generator).to(device)
+            x_hat = model.decode(mu + torch.exp(0.5 * logvar) * eps)
+            parts = losses.vae_loss(x_hat, images, mu, logvar, beta=beta)
+            for key, value in zip(totals, parts, strict=True):
+                totals[key] += value.item() * len(chunk)
+    return {key: value / len(data) for key, value in totals.items()}
+
+
+def sample_vae(model: VAE, n: int, seed: int = 0) -> torch.Tensor:
+    """``n`` brand-new pictures: codes drawn from the prior N(0, I), decoded. A CPU tensor in [0, 1]."""
+    device = next(model.parameters()).device
+    z = torch.randn(n, model.latent_dim, generator=torch.Generator().manual_seed(seed))
+    with evaluating(model):
+        return model.decode(z.to(device)).cpu()
+
+
+def sample_autoencoder(model: nn.Module, n: int, seed: int = 0, like: torch.Tensor | None = None) -> torch.Tensor:
+    """Use a plain autoencoder as a generator: decode ``n`` random codes. A CPU tensor in [0, 1].
+
+    The codes come from N(0, I), as a VAE's would, or, with ``like`` (real pictures), from a Gaussian
+    with the mean and spread of *their* codes, a fairer try. Either way the autoencoder was never
+    taught what lies between its codes, which is why most of these pictures are not digits.
+    """
+    device = next(model.parameters()).device
+    z = torch.randn(n, model.latent_dim, generator=torch.Generator().manual_seed(seed))
+    if like is not None:
+        codes = encode_images(model, like)
+        z = codes.mean(dim=0) + codes.std(dim=0) * z
+    with evaluating(model):
+        return model.decode(z.to(device)).cpu()

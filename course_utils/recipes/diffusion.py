@@ -1,0 +1,178 @@
+"""The diffusion recipe (notebook 05): a U-Net learns to guess the noise, and a moving average of its weights samples.
+
+:class:`DiffusionConfig` holds a diffusion model's settings and :func:`diffusion_preset` the course's
+choice, which notebook 05 trains and notebook 06 loads; change one field with ``dataclasses.replace``.
+The maths (schedules, the forward process, the samplers) lives in :mod:`course_utils.diffusion`.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from course_utils import config, diffusion
+from course_utils.data import ImageData, to_signed, to_unit
+from course_utils.loop import History, TrainingConfig, evaluating, fit
+from course_utils.models.unet import UNet
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiffusionConfig(TrainingConfig):
+    """A diffusion model's settings: the U-Net's ``channels``, the noise schedule (``timesteps`` T and its
+    shape), Adam's ``lr`` after ``warmup_steps``, the weight average's ``ema_decay``, and how it samples
+    (``sample_steps`` DDIM steps with DDIM's ``sample_eta``). ``bf16='auto'`` turns bfloat16 autocast on
+    where the device computes it natively (:func:`course_utils.diffusion.bf16_is_fast`)."""
+
+    channels: tuple[int, ...] = (16, 32, 32)
+    timesteps: int = 1000
+    schedule: str = "cosine"
+    lr: float = 2e-3
+    warmup_steps: int = 100
+    ema_decay: float = 0.995
+    sample_steps: int = 20
+    sample_eta: float = 1.0
+    bf16: bool | str = "auto"
+
+
+def diffusion_preset(data: ImageData) -> DiffusionConfig:
+    """Notebook 05's model: at most 35 epochs within 390 s of training (the fast profile: a tiny one, one epoch)."""
+    return DiffusionConfig(
+        channels=config.by_profile(full=(16, 32, 64), fast=(8, 16, 16)),
+        timesteps=config.by_profile(full=1000, fast=100),
+        epochs=config.by_profile(full=35, fast=1),
+        max_seconds=config.by_profile(full=390, fast=None),
+    )
+
+
+class EMA:
+    """An exponential moving average of a model's weights: ``ema = decay * ema + (1 - decay) * weights``.
+
+    The weights of a diffusion model jitter from step to step; their running average samples
+    cleaner images. ``ema.model`` is a frozen copy that follows the trained model. Early on the
+    decay is smaller (``(1 + n) / (10 + n)`` after ``n`` updates), so the copy does not stay
+    stuck near the random starting weights. A checkpoint keeps both the copy and ``n``.
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.995) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"decay must be in [0, 1), got {decay}")
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay = decay
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Move the average one step towards ``model``'s current weights."""
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for average, weight in zip(self.model.parameters(), model.parameters(), strict=True):
+            average.lerp_(weight.detach(), 1.0 - decay)
+        for average, buffer in zip(self.model.buffers(), model.buffers(), strict=True):
+            average.copy_(buffer)
+        self.updates += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """The averaged weights and the number of updates so far (which sets the warm-up of the decay)."""
+        return {"model": self.model.state_dict(), "updates": self.updates, "decay": self.decay}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Carry on from a saved :meth:`state_dict`."""
+        self.model.load_state_dict(state["model"])
+        self.updates, self.decay = int(state["updates"]), float(state["decay"])
+
+
+def diffusion_step(
+    model: diffusion.DiffusionModel,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    ema: EMA | None = None,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
+    """One optimisation step of a diffusion model on a batch of pictures in [0, 1].
+
+    Scale the pictures to [-1, 1], noise each one to a random step ``t``, ask the network for the
+    noise, and nudge the weights to shrink the squared error (see :func:`course_utils.diffusion.diffusion_loss`).
+    Then move the weight average ``ema`` one step along.
+    """
+    loss = diffusion.diffusion_loss(model, to_signed(images), model.schedule, generator=generator)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    if ema is not None:
+        ema.update(model)
+    return {"loss": loss.item()}
+
+
+def make_diffusion(image_shape: tuple[int, int, int], settings: DiffusionConfig) -> diffusion.DiffusionModel:
+    """A :class:`~course_utils.diffusion.DiffusionModel` around a :class:`~course_utils.models.UNet`, as set."""
+    bf16 = diffusion.bf16_is_fast(config.device()) if settings.bf16 == "auto" else bool(settings.bf16)
+    net = UNet(image_shape, channels=settings.channels)
+    return diffusion.DiffusionModel(
+        net, settings.timesteps, settings.schedule, settings.sample_steps, bf16, settings.sample_eta
+    )
+
+
+def _warmup(optimizer: torch.optim.Optimizer, base_lr: float, warmup_steps: int) -> None:
+    """Ramp the learning rate up linearly over the first ``warmup_steps`` steps (read from Adam's own counter,
+    which the checkpoint keeps, so a resumed run carries on where it was)."""
+    state = next(iter(optimizer.state.values()), None)
+    done = int(state["step"]) if state else 0
+    for group in optimizer.param_groups:
+        group["lr"] = base_lr * min(1.0, (done + 1) / max(1, warmup_steps))
+
+
+def train_diffusion(
+    data: ImageData, settings: DiffusionConfig, *, checkpoint: str | Path | None = None, desc: str | None = None
+) -> tuple[diffusion.DiffusionModel, History]:
+    """Train a diffusion model on ``data`` with :func:`diffusion_step` inside :func:`fit`.
+
+    Returns ``(ema_model, history)``: the moving average of the weights (:class:`EMA`), which samples
+    better than the last weights. With ``checkpoint`` (e.g. ``checkpoints.checkpoint_path('diffusion', data)``)
+    the run and its settings are saved, and the next call resumes it, or simply loads it when it is finished.
+    """
+    noise = config.seed_everything(settings.seed)
+    device = config.device()
+    model = make_diffusion(data.image_shape, settings).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    ema = EMA(model, settings.ema_decay)
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+        images = batch[0].to(device)  # the labels are not used: diffusion learns P(x)
+        _warmup(optimizer, settings.lr, settings.warmup_steps)
+        return diffusion_step(model, optimizer, images, ema, generator=noise)
+
+    loader = data.loader(settings.batch_size, seed=settings.seed)
+    modules = {"model": model, "ema": ema, "optimizer": optimizer, "noise": noise}
+    desc = desc or "diffusion"
+    history = fit(step, loader, settings=settings, desc=desc, checkpoint=checkpoint, modules=modules)
+    return ema.model.eval(), history
+
+
+def sample_diffusion(
+    model: diffusion.DiffusionModel,
+    n: int,
+    seed: int = 0,
+    steps: int | None = None,
+    batch_size: int = 500,
+    eta: float | None = None,
+) -> torch.Tensor:
+    """``n`` pictures sculpted from seeded noise with DDIM: a CPU tensor ``n x C x H x W`` in [0, 1].
+
+    ``steps`` network calls per picture and DDIM's ``eta`` (defaults: the model's ``sample_steps`` and
+    ``sample_eta``); the same seed gives the same pictures. Works ``batch_size`` pictures at a time to
+    keep memory small.
+    """
+    if not isinstance(model, diffusion.DiffusionModel):
+        raise TypeError(f"sample_diffusion needs a DiffusionModel (from train_diffusion), got {type(model).__name__}")
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    generator = torch.Generator().manual_seed(seed)
+    with evaluating(model):
+        chunks = [
+            model.sample(min(batch_size, n - done), generator, steps, eta=eta)[0] for done in range(0, n, batch_size)
+        ]
+    return to_unit(torch.cat(chunks)).cpu()
