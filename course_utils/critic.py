@@ -23,7 +23,8 @@ from torch import nn
 from course_utils import config
 from course_utils.checkpoints import CheckpointMismatchError, checkpoint_path, load_checkpoint
 from course_utils.data import ImageData, is_small, load_dataset
-from course_utils.loop import History, TrainingConfig, evaluating, fit
+from course_utils.history import History
+from course_utils.loop import TrainingConfig, evaluating, fit
 from course_utils.models.classifier import Classifier
 
 
@@ -36,11 +37,11 @@ class CriticConfig(TrainingConfig):
 
 
 def critic_preset(data: ImageData) -> CriticConfig:
-    """Notebook 00's critic: 3 epochs at 28x28; 40 for the 1,437 tiny 8x8 digits (many cheap epochs)."""
+    """Notebook 00's critic: 24,000 pictures at 28x28; 57,600 for the tiny 8x8 digits (many cheap passes)."""
     train_size = config.by_profile(full=None, fast=2000)
     if is_small(data.image_shape):
-        return CriticConfig(train_size=train_size, epochs=config.by_profile(full=40, fast=10))
-    return CriticConfig(train_size=train_size, epochs=config.by_profile(full=3, fast=1))
+        return CriticConfig(train_size=train_size, images=config.by_profile(full=57_600, fast=14_400))
+    return CriticConfig(train_size=train_size, images=config.by_profile(full=24_000, fast=2_000))
 
 
 def classifier_step(model: Classifier, optimizer: torch.optim.Optimizer, batch: tuple) -> dict[str, float]:
@@ -100,16 +101,16 @@ def get_critic(data: ImageData, verbose: bool = True) -> Classifier:
     """
     path = checkpoint_path("critic", data)
     settings = critic_preset(data)
+    train = load_dataset(data.name, "train", verbose=False)
     model = Classifier(data.image_shape)
     try:
         extra = load_checkpoint(path, {"model": model}, settings=settings.model_settings()) if path.exists() else {}
     except CheckpointMismatchError:
         extra = {}  # saved another way: train_critic below sets the file aside and says why
-    if extra.get("epoch", 0) >= settings.epochs:
+    if extra.get("epoch", 0) >= settings.epochs_for(len(train.subset(settings.train_size))):
         if verbose:
             print(f"Critic loaded from {path}.")
         return _frozen(model)
-    train = load_dataset(data.name, "train", verbose=False)
     model, _ = train_critic(train, settings, checkpoint=path)
     model = _frozen(model)
     if verbose:

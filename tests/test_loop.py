@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from course_utils import data
-from course_utils.loop import History, NonFiniteLossError, TrainingConfig, evaluating, fit
+from course_utils.history import History
+from course_utils.loop import NonFiniteLossError, TrainingConfig, evaluating, fit
 
 
 def regression_problem(seed=0):
@@ -190,3 +191,18 @@ def test_evaluating_switches_to_eval_without_gradients_and_restores_the_mode():
     with evaluating(model):
         pass
     assert not model.training
+
+
+def test_a_budget_in_images_trains_as_long_whatever_the_size_of_the_data():
+    # 1,200 pictures: 3 passes over 400 of them, 1 pass over 1,000 (rounded), at least 1 pass over 5,000.
+    settings = TrainingConfig(images=1_200, batch_size=100)
+    for size, passes in ((400, 3), (1_000, 1), (5_000, 1)):
+        assert settings.epochs_for(size) == passes
+        loader = data.make_loader(torch.zeros(size, 1), batch_size=100)
+        history = fit(lambda batch: {"loss": float(len(batch[0]))}, loader, settings=settings)
+        assert history.n_epochs == passes and len(history.steps["loss"]) == passes * len(loader)
+    assert TrainingConfig(epochs=4).epochs_for(10) == 4  # without images, epochs rule
+    with pytest.raises(ValueError, match="images must be positive"):
+        TrainingConfig(images=0)
+    with pytest.raises(ValueError, match="known size"):
+        fit(lambda batch: {"loss": 0.0}, [0, 1], settings=settings)

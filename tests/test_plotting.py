@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from course_utils import plotting
-from course_utils.loop import History
+from course_utils.history import History
 
 
 @pytest.fixture(autouse=True)

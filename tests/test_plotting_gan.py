@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from course_utils import plotting
-from course_utils.loop import History
+from course_utils.history import History
 
 
 def _history(steps: int = 30) -> History:

@@ -127,7 +127,7 @@ def plot_history(
 ) -> Figure:
     """Plot logged values against training steps (raw, faint, plus a moving average) or epochs.
 
-    ``history`` is a :class:`course_utils.loop.History` or a dict of lists.
+    ``history`` is a :class:`course_utils.history.History` or a dict of lists.
     """
     if per not in ("step", "epoch"):
         raise ValueError(f"per must be 'step' or 'epoch', got {per!r}")

@@ -16,7 +16,7 @@ from course_utils.plotting.core import _finish, image_grid, plot_history
 def plot_gan_history(history: Any, per: str = "step", axes: Sequence[Axes] | None = None) -> Figure:
     """Two panels: the two players' losses, and the discriminator's verdicts ``D(x)`` and ``D(G(z))``.
 
-    ``history`` is the :class:`course_utils.loop.History` of :func:`course_utils.recipes.gan.train_gan`. The
+    ``history`` is the :class:`course_utils.history.History` of :func:`course_utils.recipes.gan.train_gan`. The
     dashed line at 0.5 is the balance point: a discriminator that cannot tell real from fake says 0.5 to both.
     """
     if axes is None:

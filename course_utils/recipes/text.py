@@ -15,7 +15,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from course_utils import config
-from course_utils.loop import History, TrainingConfig, fit
+from course_utils.history import History
+from course_utils.loop import TrainingConfig, fit
 from course_utils.models.text import CharGRU
 from course_utils.text import TextData, text_loader
 
