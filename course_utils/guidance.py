@@ -112,14 +112,16 @@ def guided_ddim_sample(
     steps: int = 20,
     eta: float = 0.0,
     generator: torch.Generator | None = None,
-    clip: bool = True,
+    clip: float | None = 1.0,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
     """DDIM sampling (see :func:`course_utils.diffusion.ddim_sample`) with classifier-free guidance.
 
     Image ``i`` is drawn as class ``labels[i]`` (``null_label`` for "any class") with guidance scale ``w``.
-    Noise is drawn on the CPU with ``generator``: the same seed gives the same images. ``clip`` keeps the
-    predicted clean image in ``[-1, 1]`` (right for pixels; turn it off in a latent space).
+    Noise is drawn on the CPU with ``generator``: the same seed gives the same images. ``clip`` keeps each
+    guess of the clean image in ``[-clip, clip]``: 1 for pixels in ``[-1, 1]``, about 3 to 4 for latents
+    scaled to unit variance. Do not turn it off with a cosine schedule: at its last step ``alpha_bar`` is
+    about ``1e-9``, so the first guess of the clean image multiplies the network's error by ``1 / sqrt(alpha_bar)``.
     """
     if w < 0:
         raise ValueError(f"the guidance scale w must be >= 0 (0: unconditional, 1: conditional), got {w}")
@@ -131,9 +133,13 @@ def guided_ddim_sample(
     for i, step in enumerate(timesteps):
         t = torch.full((shape[0],), step, dtype=torch.int64, device=device)
         eps = guided_prediction(model, x, t, labels, w, null_label)
+        alpha_bar = schedule.alpha_bar[step].to(device)
+        if clip is not None:  # clamp the guess of the clean image, then use the noise that matches it
+            x0_hat = ((x - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()).clamp(-clip, clip)
+            eps = (x - alpha_bar.sqrt() * x0_hat) / (1 - alpha_bar).sqrt()
         alpha_bar_prev = schedule.alpha_bar[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.tensor(1.0)
         noise = torch.randn(shape, generator=generator).to(device) if eta > 0 else None
-        x = ddim_step(x, eps, schedule.alpha_bar[step], alpha_bar_prev, eta=eta, noise=noise, clip=clip)
+        x = ddim_step(x, eps, alpha_bar, alpha_bar_prev, eta=eta, noise=noise, clip=False)
     return x
 
 
@@ -142,7 +148,8 @@ class ConditionalDiffusionModel(DiffusionModel):
 
     ``net`` is called as ``net(x_t, t, labels)`` and must know its "no label" token as ``net.null_label``
     (a :class:`course_utils.models.UNet` with ``num_classes``). ``model(x_t, t)`` without labels is the
-    unconditional prediction. ``clip=False`` for a denoiser of latents, which do not live in ``[-1, 1]``.
+    unconditional prediction. ``clip``: the range ``[-clip, clip]`` of the clean data (1 for pixels; about 3
+    to 4 for a denoiser of latents scaled to unit variance), see :func:`guided_ddim_sample`.
     """
 
     def __init__(
@@ -153,7 +160,7 @@ class ConditionalDiffusionModel(DiffusionModel):
         sample_steps: int = 20,
         bf16: bool = False,
         sample_eta: float = 1.0,
-        clip: bool = True,
+        clip: float | None = 1.0,
     ) -> None:
         if getattr(net, "null_label", None) is None:
             raise ValueError("net must be class-conditional: e.g. UNet(..., num_classes=10), which has a null_label")
@@ -180,7 +187,7 @@ class ConditionalDiffusionModel(DiffusionModel):
     ) -> torch.Tensor:
         """One image in ``[-1, 1]`` per entry of ``labels`` (a class, or :attr:`null_label` for any), guided by ``w``.
 
-        Latent denoisers (``clip=False``) give latents, not pixels: decode them.
+        A denoiser of latents gives latents, not pixels: decode them.
         """
         labels = torch.as_tensor(labels, dtype=torch.int64)
         device = next(self.parameters()).device
