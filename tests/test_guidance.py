@@ -86,7 +86,7 @@ def test_guidance_scale_changes_the_samples_and_w0_ignores_the_labels():
     assert not torch.equal(draw([1, 2], 1.0), draw([1, 2], 4.0))
     # Without labels at all, DiffusionModel.sample draws from the unconditional model.
     plain, _ = model.sample(2, torch.Generator().manual_seed(0))
-    assert torch.allclose(plain, draw([10, 10], 1.0), atol=1e-5)
+    assert torch.allclose(plain, draw([10, 10], 1.0), atol=1e-4)  # the same maths, rounded in another order
 
 
 def test_guided_sampler_explains_bad_arguments():
