@@ -50,3 +50,57 @@ def test_unet_explains_bad_shapes():
     model = UNet((1, 8, 8), channels=(8, 16))
     with pytest.raises(ValueError, match="expects images"):
         model(torch.zeros(2, 1, 28, 28), torch.tensor([0, 1]))
+
+
+# --------------------------------------------------------------------------- class conditioning
+
+
+def test_unconditional_unet_keeps_its_state_dict_keys_and_refuses_labels():
+    model = UNet((1, 8, 8), channels=(8, 16), time_dim=16)
+    assert model.null_label is None
+    assert not any("label" in key for key in model.state_dict())
+    with pytest.raises(ValueError, match="unconditional"):
+        model(torch.randn(2, 1, 8, 8), torch.tensor([1, 2]), torch.tensor([3, 4]))
+
+
+@pytest.mark.parametrize("shape,channels", [((1, 8, 8), (8, 16)), ((1, 28, 28), (8, 16, 16)), ((4, 7, 7), (16,))])
+def test_conditional_unet_shapes_and_null_token(shape, channels):
+    model = UNet(shape, channels=channels, time_dim=16, num_classes=10)
+    assert model.null_label == 10
+    assert model.label_embedding.num_embeddings == 11  # ten classes and "no label"
+    x, t = torch.randn(3, *shape), torch.tensor([0, 5, 99])
+    assert model(x, t, torch.tensor([0, 9, 10])).shape == x.shape
+    # No labels at all means "no label" for every image.
+    torch.nn.init.normal_(model.out[-1].weight)  # wake the zero-initialised last layer so outputs differ
+    assert torch.equal(model(x, t), model(x, t, torch.full((3,), 10)))
+
+
+def test_conditional_unet_listens_to_the_label():
+    torch.manual_seed(0)
+    model = UNet((1, 8, 8), channels=(8, 16), time_dim=16, num_classes=3)
+    torch.nn.init.normal_(model.out[-1].weight)
+    x, t = torch.randn(1, 1, 8, 8).expand(4, -1, -1, -1), torch.full((4,), 7)
+    out = model(x, t, torch.tensor([0, 1, 2, 3]))
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert not torch.allclose(out[i], out[j])
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (torch.tensor([0, 11]), "0 .. 10"),
+        (torch.tensor([-1, 2]), "0 .. 10"),
+        (torch.tensor([0.0, 1.0]), "integer"),
+        (torch.tensor([0, 1, 2]), "shape"),
+    ],
+)
+def test_conditional_unet_explains_bad_labels(labels, message):
+    model = UNet((1, 8, 8), channels=(8, 16), time_dim=16, num_classes=10)
+    with pytest.raises(ValueError, match=message):
+        model(torch.randn(2, 1, 8, 8), torch.tensor([1, 2]), labels)
+
+
+def test_conditional_unet_rejects_a_bad_number_of_classes():
+    with pytest.raises(ValueError, match="num_classes"):
+        UNet((1, 8, 8), channels=(8, 16), num_classes=0)

@@ -192,3 +192,59 @@ class ConvVAE(VAE):
         super().__init__(
             image_shape, latent_dim, hidden_dim, networks=(encoder, _conv_decoder(image_shape, channels, latent_dim))
         )
+
+
+# --------------------------------------------------------------------------- conditioning: label in, label out
+
+
+class ConditionalVAE(VAE):
+    """A VAE told the class of each picture: the forger gets a note saying "this is a 7".
+
+    The label, as a one-hot vector, is glued to the input of the encoder and to the code fed to the
+    decoder. The code then need not store which digit it is, only *how* it is written (slant, stroke
+    width), and ``decode(z, labels)`` draws the style ``z`` as the requested digit: label in, label out.
+    """
+
+    def __init__(
+        self,
+        image_shape: ImageShape = (1, 28, 28),
+        latent_dim: int = 20,
+        hidden_dim: int = 400,
+        num_classes: int = 10,
+    ) -> None:
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        image_shape = check_image_shape(image_shape)
+        # The label is glued to the flattened picture and to the code: one-hot, num_classes more inputs each.
+        encoder = nn.Sequential(nn.Linear(math.prod(image_shape) + num_classes, hidden_dim), nn.ReLU())
+        decoder = _mlp_decoder(image_shape, hidden_dim, check_latent_dim(latent_dim) + num_classes)
+        super().__init__(image_shape, latent_dim, hidden_dim, networks=(encoder, decoder))
+        self.num_classes = num_classes
+
+    def one_hot(self, labels: torch.Tensor) -> torch.Tensor:
+        """Labels (N integers) as one-hot rows N x num_classes, after checking them."""
+        labels = torch.as_tensor(labels)
+        if labels.dtype not in (torch.int64, torch.int32) or labels.ndim != 1:
+            raise ValueError(f"labels must be a 1-D integer tensor, got {labels.dtype} {tuple(labels.shape)}")
+        if len(labels) and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise ValueError(f"labels must lie in 0 .. {self.num_classes - 1}, got {labels.tolist()[:10]}")
+        return nn.functional.one_hot(labels.long(), self.num_classes).float()
+
+    def encode(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The cloud of codes of each picture, given its class: ``(mu, logvar)``."""
+        h = self.encoder(torch.cat([x.flatten(1), self.one_hot(labels).to(x.device)], dim=1))
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    def decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Draw the style ``z`` as the digits ``labels``: pictures in [0, 1]."""
+        if len(labels) != len(z):
+            raise ValueError(f"one label per code: got {len(z)} codes and {len(labels)} labels")
+        return self.decoder(torch.cat([z, self.one_hot(labels).to(z.device)], dim=1))
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encode(x, labels)
+        return self.decode(self.reparameterize(mu, logvar), labels), mu, logvar
+
+    def reconstruct(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Decode the centre of each picture's cloud, told its class."""
+        return self.decode(self.encode(x, labels)[0], labels)

@@ -4,6 +4,11 @@ Given a noisy image ``x_t`` and its timestep ``t`` it predicts the noise in ``x_
 shape is a "U": convolutions shrink the picture level by level (seeing more of it at once),
 then grow it back, and skip connections hand each level's fine detail straight across.
 Every residual block is told the timestep, so one network handles every noise level.
+
+With ``num_classes`` the net is also told which class to draw ("draw me a 7"): a learned vector per
+class is added to the time embedding. One extra index, ``num_classes`` itself, is the "no label"
+token; training shows it in place of the label now and then, so the same net also learns to draw
+without being told a class. That is what classifier-free guidance needs (:mod:`course_utils.guidance`).
 """
 
 from __future__ import annotations
@@ -62,6 +67,10 @@ class UNet(nn.Module):
     between levels, so ``H`` and ``W`` must be divisible by ``2 ** (len(channels) - 1)``
     (28x28 -> 14 -> 7, 8x8 -> 4 -> 2). One residual block per level on the way down, one in the middle,
     one per level on the way up, each fed the skip connection from its level on the way down.
+
+    ``num_classes=None`` makes the unconditional net, called as ``net(x_t, t)``. With ``num_classes=K``
+    it is called as ``net(x_t, t, labels)``, ``labels`` integers in ``0 .. K``, where ``K`` (``net.null_label``)
+    means "no label"; leaving ``labels`` out asks every image with the "no label" token.
     """
 
     def __init__(
@@ -69,6 +78,7 @@ class UNet(nn.Module):
         image_shape: tuple[int, int, int] = (1, 28, 28),
         channels: tuple[int, ...] = (16, 32, 32),
         time_dim: int = 64,
+        num_classes: int | None = None,
     ) -> None:
         super().__init__()
         in_channels, height, width = image_shape
@@ -83,6 +93,12 @@ class UNet(nn.Module):
         self.time_embedding = nn.Sequential(
             SinusoidalTimeEmbedding(time_dim), nn.Linear(time_dim, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim)
         )
+        self.num_classes = num_classes
+        if num_classes is not None:
+            if num_classes < 1:
+                raise ValueError(f"num_classes must be a positive integer or None, got {num_classes}")
+            # One vector per class and one more, at index num_classes, for "no label".
+            self.label_embedding = nn.Embedding(num_classes + 1, time_dim)
         self.stem = nn.Conv2d(in_channels, channels[0], 3, padding=1)
         self.down_blocks = nn.ModuleList()
         self.downsample = nn.ModuleList()
@@ -113,13 +129,23 @@ class UNet(nn.Module):
         nn.init.zeros_(self.out[-1].weight)  # start by predicting zero noise: a calm, stable first step
         nn.init.zeros_(self.out[-1].bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    @property
+    def null_label(self) -> int | None:
+        """The index of the "no label" token (``num_classes``), or None for an unconditional net."""
+        return self.num_classes
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if x.shape[1:] != self.image_shape:
             raise ValueError(f"this U-Net expects images of shape N x {self.image_shape}, got {tuple(x.shape)}")
         t = torch.as_tensor(t, device=x.device)
         if t.ndim == 0:
             t = t.expand(x.shape[0])
         time_embedding = self.time_embedding(t)
+        if self.num_classes is not None:
+            # The class is told to every block the same way as the noise level: added to the time embedding.
+            time_embedding = time_embedding + self.label_embedding(self._check_labels(labels, x))
+        elif labels is not None:
+            raise ValueError("this U-Net is unconditional (num_classes=None): call it as net(x_t, t), without labels")
         h = self.stem(x)
         skips = []
         for level, block in enumerate(self.down_blocks):
@@ -133,3 +159,21 @@ class UNet(nn.Module):
             if i < len(self.upsample):
                 h = self.upsample[i](h)
         return self.out(h)
+
+    def _check_labels(self, labels: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+        if labels is None:  # no class asked for: every image gets the "no label" token
+            return torch.full((x.shape[0],), self.num_classes, dtype=torch.int64, device=x.device)
+        labels = torch.as_tensor(labels, device=x.device)
+        if labels.ndim == 0:
+            labels = labels.expand(x.shape[0])
+        if labels.dtype not in (torch.int64, torch.int32) or labels.shape != (x.shape[0],):
+            raise ValueError(
+                f"labels must be an integer tensor of shape ({x.shape[0]},), one class per image; "
+                f"got {labels.dtype} {tuple(labels.shape)}"
+            )
+        if labels.min() < 0 or labels.max() > self.num_classes:
+            raise ValueError(
+                f"labels must lie in 0 .. {self.num_classes} ({self.num_classes} is 'no label'), "
+                f"got {int(labels.min())} .. {int(labels.max())}"
+            )
+        return labels.long()

@@ -1,0 +1,40 @@
+"""The check of the classifier-free guidance exercise: pass on the reference, teach on plausible mistakes."""
+
+import pytest
+
+from course_utils.exercises import ExerciseError
+from course_utils.exercises import guidance as ex
+
+
+def _stub(*args):
+    raise NotImplementedError()
+
+
+def test_stub_is_not_implemented(capsys):
+    assert not ex.check_guided_eps(_stub)
+    assert "not implemented yet" in capsys.readouterr().out
+
+
+def test_reference_passes(capsys):
+    assert ex.check_guided_eps(ex.guided_eps_reference)
+    assert "✅" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        (lambda u, c, w: c + w * (c - u), "started from eps_cond"),
+        (lambda u, c, w: u + w * (u - c), "wrong way"),
+        (lambda u, c, w: w * (c - u), "unconditional prediction is missing"),
+        (lambda u, c, w: w * u + (c - u), "wrong term"),
+        (lambda u, c, w: u + w * c, "not eps_cond alone"),
+        (lambda u, c, w: (1 + w) * c - w * u, "paper's convention"),  # the same formula as the first
+        (lambda u, c, w: w * u + (1 - w) * c, "swapped"),
+        (lambda u, c, w: None, "return"),
+        (lambda u, c, w: u[:1] + w * (c[:1] - u[:1]), "shape"),
+        (lambda u, c, w: u + 0.5 * w * (c - u), "not right"),
+    ],
+)
+def test_mistakes_get_a_helpful_message(wrong, message):
+    with pytest.raises(ExerciseError, match=message):
+        ex.check_guided_eps(wrong)
