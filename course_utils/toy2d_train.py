@@ -18,6 +18,17 @@ from course_utils.toy2d import Mixture, MLP2d, TimeMLP2d, sample_mixture
 
 GAN_LOSSES = ("gan", "wgan-gp")
 
+# The two recipes notebook 04 compares, with the same networks. The plain GAN's generator learns ten times
+# faster than its discriminator: it chases whichever spot the discriminator currently likes, all its noise
+# lands there (collapse), the discriminator learns that spot is fake, and the generator hops to the next.
+# WGAN-GP as Gulrajani et al. run it (Algorithm 1): 5 discriminator steps per generator step, Adam with
+# betas (0.5, 0.9) and, for toy data, a small penalty weight (their toy experiments use lambda = 0.1).
+COLLAPSING_GAN = {"loss": "gan", "lr_g": 1e-2, "lr_d": 1e-3, "d_steps": 1, "batch_size": 256}
+WGAN_GP = {
+    "loss": "wgan-gp", "lr_g": 2e-3, "lr_d": 2e-3, "d_steps": 5, "batch_size": 512, "betas": (0.5, 0.9),
+    "penalty_weight": 0.1,
+}  # fmt: skip
+
 
 @dataclass
 class ToyGANRun:
