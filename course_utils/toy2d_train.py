@@ -25,7 +25,7 @@ GAN_LOSSES = ("gan", "wgan-gp")
 # betas (0.5, 0.9) and, for toy data, a small penalty weight (their toy experiments use lambda = 0.1).
 COLLAPSING_GAN = {"loss": "gan", "lr_g": 1e-2, "lr_d": 1e-3, "d_steps": 1, "batch_size": 256}
 WGAN_GP = {
-    "loss": "wgan-gp", "lr_g": 2e-3, "lr_d": 2e-3, "d_steps": 5, "batch_size": 512, "betas": (0.5, 0.9),
+    "loss": "wgan-gp", "lr_g": 3e-3, "lr_d": 3e-3, "d_steps": 5, "batch_size": 256, "betas": (0.5, 0.9),
     "penalty_weight": 0.1,
 }  # fmt: skip
 
