@@ -184,6 +184,18 @@ def diffusion_loss(
     return F.mse_loss(model(x_t, t), noise)
 
 
+def score_from_eps(eps: torch.Tensor, t: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
+    """The score ``grad_x log p_t(x_t)`` estimated by a noise prediction: ``-eps / sqrt(1 - alpha_bar_t)``.
+
+    Why: ``q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I)`` has score ``-eps / sqrt(1 - alpha_bar_t)``
+    for the noise ``eps`` that made ``x_t``; the best guess of ``eps`` from ``x_t`` alone (what the squared loss
+    learns) turns it into the score of the noisy data ``p_t`` itself (Vincent 2011; Song et al. 2021, eq. 7).
+    So predicting the noise *is* estimating the score, the arrow pointing towards more likely data.
+    """
+    t = _check_t(t, eps, schedule)
+    return -eps / (1 - _at(schedule.alpha_bar, t, eps)).sqrt()
+
+
 # --------------------------------------------------------------------------- sampling
 
 

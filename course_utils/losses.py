@@ -14,6 +14,7 @@ log-likelihood of the data: it cannot be compared with published figures for bin
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -98,6 +99,54 @@ def negative_elbo(x_hat: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar
     return vae_loss(x_hat, x, mu, logvar, beta=1.0, kind="bce").loss
 
 
+# --------------------------------------------------------------------------- the importance-weighted bound
+#
+# log p(x) = ELBO + KL(q(z|x) || p(z|x)): the ELBO falls short of log p(x) by how far the encoder's cloud is
+# from the true posterior. Averaging K importance weights w_k = p(x, z_k) / q(z_k | x) inside the log closes
+# part of that gap (Burda, Grosse & Salakhutdinov 2016, eq. 8): L_K = E[log (1/K) sum_k w_k] rises with K,
+# equals the ELBO at K = 1 and tends to log p(x) as K grows.
+
+
+def log_mean_exp(values: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """``log(mean(exp(values)))`` along ``dim``, computed stably: ``logsumexp(values) - log K``.
+
+    Log-weights are large negative numbers (about -100 nats per picture): ``exp`` of them rounds to 0.
+    ``logsumexp`` subtracts the largest value first, so nothing underflows or overflows.
+    """
+    return torch.logsumexp(values, dim=dim) - math.log(values.shape[dim])
+
+
+def vae_log_weights(
+    model: torch.nn.Module, x: torch.Tensor, k: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """``log w = log p(x | z) + log p(z) - log q(z | x)`` for ``k`` codes per picture: a ``k x N`` tensor.
+
+    ``model`` is a VAE (``encode(x) -> (mu, logvar)``, ``decode(z)`` -> pixel probabilities); ``p(x | z)``
+    is its Bernoulli decoder (the BCE of :func:`reconstruction_loss`), ``p(z) = N(0, I)``.
+    """
+    if k < 1:
+        raise ValueError(f"k must be a positive number of samples, got {k}")
+    mu, logvar = model.encode(x)
+    std = torch.exp(0.5 * logvar)
+    eps = torch.randn((k, *mu.shape), generator=generator).to(mu.device, mu.dtype)
+    z = mu + std * eps  # k x N x latent
+    decoded = model.decode(z.flatten(end_dim=1))
+    log_px_given_z = -reconstruction_loss(decoded, x.repeat(k, *([1] * (x.ndim - 1))), "bce").view(k, -1)
+    log_2pi = math.log(2 * math.pi)
+    log_pz = -0.5 * (z.pow(2) + log_2pi).sum(dim=2)
+    log_qz = -0.5 * (eps.pow(2) + logvar + log_2pi).sum(dim=2)
+    return log_px_given_z + log_pz - log_qz
+
+
+def importance_weighted_bound(
+    model: torch.nn.Module, x: torch.Tensor, k: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """The IWAE bound ``L_k`` on ``log p(x)`` of each picture (``N`` numbers, nats): ``log_mean_exp`` of ``k``
+    importance weights. ``k = 1`` is a one-sample ELBO; a larger ``k`` gives a tighter (higher) lower bound.
+    """
+    return log_mean_exp(vae_log_weights(model, x, k, generator), dim=0)
+
+
 # =========================================================================== GANs
 #
 # The discriminator D returns a *logit* l for each picture; D(x) = sigmoid(l) is its belief that x is
@@ -174,3 +223,42 @@ def generator_loss_saturating(fake_logits: torch.Tensor) -> torch.Tensor:
     artist gets almost no signal. That is why everyone uses :func:`generator_loss` instead.
     """
     return -F.softplus(fake_logits).mean()
+
+
+# =========================================================================== Wasserstein GAN with gradient penalty
+#
+# WGAN (Arjovsky et al. 2017) replaces the probability "real or fake" by a score: the discriminator (the paper
+# calls it a *critic*) gives real points high scores and fakes low ones, and the gap between the two means
+# estimates the Wasserstein (earth mover's) distance between the data and the fakes, provided the
+# discriminator is 1-Lipschitz (its slope is at most 1 everywhere). WGAN-GP (Gulrajani et al. 2017, eq. 3)
+# asks for that softly: a penalty on points between real and fake pictures whose gradient norm is not 1.
+# Its gradient never vanishes where the fakes lie, so the generator is always told where the missing data is.
+
+
+def wasserstein_discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """The WGAN discriminator's loss (to minimise): ``mean(D(fake)) - mean(D(real))``, scores not probabilities."""
+    return fake_scores.mean() - real_scores.mean()
+
+
+def wasserstein_generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
+    """The WGAN generator's loss (to minimise): ``-mean(D(fake))``: raise the score of the fakes."""
+    return -fake_scores.mean()
+
+
+def gradient_penalty(
+    discriminator: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor, epsilon: torch.Tensor
+) -> torch.Tensor:
+    """WGAN-GP's penalty (Gulrajani et al. 2017, eq. 3, without its weight lambda): ``mean((|grad D(x_hat)| - 1)^2)``.
+
+    ``x_hat = epsilon * real + (1 - epsilon) * fake`` are points on the lines between real and fake samples,
+    ``epsilon`` one number in [0, 1] per row (shape ``N x 1 x ...`` broadcasting over ``real``, or ``N``).
+    ``create_graph=True`` keeps the gradient itself differentiable, so that the penalty can train the discriminator.
+    """
+    if real.shape != fake.shape:
+        raise ValueError(f"real and fake must have the same shape, got {tuple(real.shape)} and {tuple(fake.shape)}")
+    if epsilon.ndim == 1:
+        epsilon = epsilon.view(-1, *([1] * (real.ndim - 1)))
+    x_hat = (epsilon * real.detach() + (1 - epsilon) * fake.detach()).requires_grad_(True)
+    scores = discriminator(x_hat)
+    (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
+    return (grad.flatten(start_dim=1).norm(dim=1) - 1).pow(2).mean()

@@ -26,6 +26,7 @@ def _stub(*args):
         ex.check_discriminator_loss,
         ex.check_discriminator_step,
         ex.check_generator_step,
+        ex.check_gradient_penalty,
     ],
 )
 def test_stubs_are_not_implemented(check, capsys):
@@ -41,6 +42,7 @@ def test_stubs_are_not_implemented(check, capsys):
         (ex.check_discriminator_loss, ex.discriminator_loss_reference),
         (ex.check_discriminator_step, ex.discriminator_step_reference),
         (ex.check_generator_step, ex.generator_step_reference),
+        (ex.check_gradient_penalty, ex.gradient_penalty_reference),
     ],
 )
 def test_references_pass(check, reference, capsys):
@@ -206,3 +208,37 @@ def _bce_fake_label(logits):
 def test_generator_step_mistakes_get_a_hint(wrong, hint):
     with pytest.raises(ExerciseError, match=hint):
         ex.check_generator_step(wrong)
+
+
+# --------------------------------------------------------------------------- notebook 04: WGAN-GP
+
+
+def _penalty(norm_to_penalty, where="interpolates", create_graph=True):
+    def penalty(discriminator, real, fake, epsilon):
+        points = {
+            "interpolates": epsilon * real + (1 - epsilon) * fake,
+            "swapped": epsilon * fake + (1 - epsilon) * real,
+            "real": real,
+        }[where].requires_grad_(True)
+        (grad,) = torch.autograd.grad(discriminator(points).sum(), points, create_graph=create_graph)
+        return norm_to_penalty(grad.norm(dim=1)).mean()
+
+    return penalty
+
+
+@pytest.mark.parametrize(
+    ("wrong", "hint"),
+    [
+        (_penalty(lambda n: n), "gradient norm"),  # |grad| instead of (|grad| - 1)^2
+        (_penalty(lambda n: n.pow(2)), "squared norm"),
+        (_penalty(lambda n: (n.pow(2) - 1).pow(2)), "squared the norm"),
+        (_penalty(lambda n: n - 1), "forgot to square"),
+        (_penalty(lambda n: (n - 1).pow(2), where="real"), "real points"),
+        (_penalty(lambda n: (n - 1).pow(2), where="swapped"), "other way round"),
+        (_penalty(lambda n: (n - 1).pow(2), create_graph=False), "create_graph=True"),
+        (lambda d, r, f, e: None, "forget return"),
+    ],
+)
+def test_gradient_penalty_mistakes_get_a_hint(wrong, hint):
+    with pytest.raises(ExerciseError, match=hint):
+        ex.check_gradient_penalty(wrong)

@@ -1,12 +1,20 @@
 """The VAE checks pass the reference solutions, name plausible mistakes, and wait politely for a stub."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from course_utils import losses
 from course_utils.exercises import ExerciseError
-from course_utils.exercises.vae import check_kl_divergence, check_reparameterize, check_vae_loss
+from course_utils.exercises.vae import (
+    check_kl_divergence,
+    check_log_mean_exp,
+    check_reparameterize,
+    check_vae_loss,
+    log_mean_exp_reference,
+)
 from course_utils.models.autoencoder import reparameterize
 
 
@@ -14,7 +22,7 @@ def stub(*args):
     raise NotImplementedError()
 
 
-@pytest.mark.parametrize("check_fn", [check_reparameterize, check_kl_divergence, check_vae_loss])
+@pytest.mark.parametrize("check_fn", [check_reparameterize, check_kl_divergence, check_vae_loss, check_log_mean_exp])
 def test_a_stub_is_reported_as_not_implemented(check_fn, capsys):
     assert not check_fn(stub)
     assert "not implemented yet" in capsys.readouterr().out
@@ -97,3 +105,37 @@ def _kl(mu, logvar):
 def test_vae_loss_mistakes_get_a_specific_hint(wrong, message):
     with pytest.raises(ExerciseError, match=message):
         check_vae_loss(wrong)
+
+
+# --------------------------------------------------------------------------- the importance-weighted bound
+
+
+def _naive_log_mean_exp(log_weights):
+    return log_weights.exp().mean(dim=0).log()  # no max-subtraction: exp(-1000) = 0
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        (_naive_log_mean_exp, "log\\(0\\) = -inf"),
+        (lambda w: w.mean(dim=0), "the ELBO itself"),
+        (lambda w: torch.logsumexp(w, dim=0), "divide by K"),
+        (lambda w: torch.logsumexp(w, dim=1) - math.log(w.shape[1]), "dim 0"),
+        (lambda w: torch.logsumexp(w.flatten(), dim=0), "single number"),
+        (lambda w: torch.logsumexp(w, dim=0) - w.shape[0], "not right"),  # K instead of log K
+        (lambda w: None, "forget return"),
+    ],
+)
+def test_log_mean_exp_mistakes_get_a_hint(wrong, message):
+    with pytest.raises(ExerciseError, match=message):
+        check_log_mean_exp(wrong)
+
+
+def test_log_mean_exp_reference_and_a_hand_written_stable_answer_pass(capsys):
+    def by_hand(log_weights):
+        top = log_weights.max(dim=0).values
+        return top + (log_weights - top).exp().mean(dim=0).log()
+
+    assert check_log_mean_exp(log_mean_exp_reference)
+    assert check_log_mean_exp(by_hand)
+    assert capsys.readouterr().out.count("passed") == 2

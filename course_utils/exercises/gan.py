@@ -348,3 +348,87 @@ def check_generator_step(student_fn: Callable) -> CheckResult:
         )
 
     return check("one generator step", test)
+
+
+# =========================================================================== notebook 04: WGAN-GP
+
+
+def gradient_penalty_reference(
+    discriminator: Callable, real: torch.Tensor, fake: torch.Tensor, epsilon: torch.Tensor
+) -> torch.Tensor:
+    """WGAN-GP's penalty ``mean((|grad D(x_hat)| - 1)^2)`` at ``x_hat = epsilon real + (1 - epsilon) fake``."""
+    return losses.gradient_penalty(discriminator, real, fake, epsilon)
+
+
+class _Linear(nn.Module):
+    """D(x) = w . x: the gradient is w at every point, so the penalty is (|w| - 1)^2 whatever the points."""
+
+    def __init__(self, w: list[float]) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(w))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * self.w).sum(dim=1, keepdim=True)
+
+
+def _quadratic(x: torch.Tensor) -> torch.Tensor:
+    """D(x) = |x|^2 / 2: the gradient at x is x itself, so where it is taken shows in the penalty."""
+    return 0.5 * x.pow(2).sum(dim=1, keepdim=True)
+
+
+def check_gradient_penalty(student_fn: Callable) -> CheckResult:
+    """Check ``student_fn(discriminator, real, fake, epsilon) -> scalar``: WGAN-GP's penalty, differentiable."""
+
+    def test() -> None:
+        real, fake = torch.tensor([[3.0, 0.0], [0.0, 3.0]]), torch.tensor([[0.0, 0.0], [0.0, -1.0]])
+        epsilon = torch.tensor([[0.2], [0.5]])  # x_hat = (0.6, 0) and (0, 1): a penalty of 0.08
+        got = student_fn(_Linear([3.0, 4.0]), real.clone(), fake.clone(), epsilon)
+        expect_true(
+            isinstance(got, torch.Tensor) and got.numel() == 1,
+            "the penalty should be one number (a tensor with one element): average over the batch with .mean(). "
+            "Did you forget return?",
+        )
+        value = float(got.detach())
+        mistakes = {  # D(x) = 3 x1 + 4 x2 has gradient norm 5 everywhere
+            5.0: "that is the gradient norm |grad D| itself; the penalty is (|grad D| - 1)^2, zero when the norm is 1",
+            25.0: "that is the squared norm |grad D|^2; the penalty is (|grad D| - 1)^2, with the norm, not its square",
+            576.0: "you squared the norm before subtracting 1: use (|grad D| - 1)^2, the norm from .norm(dim=1)",
+            4.0: "you forgot to square: the penalty is (|grad D| - 1)^2",
+        }
+        for wrong, message in mistakes.items():
+            if math.isclose(value, wrong, rel_tol=1e-4):
+                raise ExerciseError(message + ".")
+        expect_close(got, 16.0, "the penalty of D(x) = 3 x1 + 4 x2 (gradient norm 5)", hint="(5 - 1)^2 = 16.")
+        # Where the gradient is taken: D(x) = |x|^2 / 2 has gradient x.
+        got = student_fn(_quadratic, real.clone(), fake.clone(), epsilon)
+        expected = gradient_penalty_reference(_quadratic, real, fake, epsilon)
+        at = {
+            "the real points": (real.norm(dim=1) - 1).pow(2).mean(),
+            "the fake points": (fake.norm(dim=1) - 1).pow(2).mean(),
+            "epsilon * fake + (1 - epsilon) * real (the mix is the other way round)": (
+                (epsilon * fake + (1 - epsilon) * real).norm(dim=1) - 1
+            )
+            .pow(2)
+            .mean(),
+        }
+        for where, wrong in at.items():
+            if torch.allclose(torch.as_tensor(got).detach(), wrong) and not torch.allclose(wrong, expected):
+                raise ExerciseError(
+                    f"the gradient was taken at {where}. Take it at the interpolates x_hat = epsilon * real + "
+                    "(1 - epsilon) * fake: torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)."
+                )
+        expect_close(got, expected, "the penalty of D(x) = |x|^2 / 2, whose gradient at x is x",
+                     hint="the gradient must be taken at x_hat = epsilon * real + (1 - epsilon) * fake.")  # fmt: skip
+        # The penalty must train the discriminator: its gradient has to flow back to D's weights.
+        d = _Linear([3.0, 4.0])
+        penalty = student_fn(d, real.clone(), fake.clone(), epsilon)
+        expect_true(
+            penalty.requires_grad,
+            "the penalty is cut off from the discriminator's weights, so it cannot train it: pass create_graph=True "
+            "to torch.autograd.grad, which keeps the gradient itself differentiable.",
+        )
+        penalty.backward()
+        expect_close(d.w.grad, torch.tensor([4.8, 6.4]), "the penalty's gradient with respect to D's weights",
+                     hint="d/dw (|w| - 1)^2 = 2 (|w| - 1) w / |w|; create_graph=True makes it flow.")  # fmt: skip
+
+    return check("the gradient penalty", test)

@@ -178,3 +178,60 @@ def check_vae_loss(student_fn: Callable) -> CheckResult:
             )
 
     return check("VAE loss (negative ELBO with beta)", test)
+
+
+# =========================================================================== the importance-weighted bound
+
+
+def log_mean_exp_reference(log_weights: torch.Tensor) -> torch.Tensor:
+    """The IWAE bound from a ``K x N`` tensor of log-weights: ``logsumexp`` over the K samples ``- log K``."""
+    return losses.log_mean_exp(log_weights, dim=0)
+
+
+def check_log_mean_exp(student_fn: Callable) -> CheckResult:
+    """Check ``student_fn(log_weights) -> N``: log of the mean of exp(log_weights) over dim 0, computed stably."""
+
+    def test() -> None:
+        g = torch.Generator().manual_seed(0)
+        small = torch.randn(5, 3, generator=g)
+        got = _tensor(student_fn(small.clone()), "the bound").detach()
+        if got.numel() == 1:
+            raise ExerciseError(
+                "the bound should be one number PER PICTURE, shape (N,), but you returned a single number: "
+                "average over the K samples only (dim=0)."
+            )
+        expect_true(
+            tuple(got.shape) == (3,),
+            f"for log-weights of shape (K, N) = (5, 3) the bound has shape (N,) = (3,), got {tuple(got.shape)}: "
+            "the K samples of each picture are in dim 0.",
+        )
+        mistakes = [
+            (
+                small.mean(dim=0),
+                "that is the mean of the log-weights, the ELBO itself: the log must come AFTER the average of "
+                "the weights, log(mean(exp(log_w))), which is larger (Jensen)",
+            ),
+            (
+                small.logsumexp(dim=0),
+                "you forgot to divide by K: logsumexp adds the K weights up; subtract log K to average them",
+            ),
+        ]
+        for wrong, message in mistakes:
+            if torch.allclose(got, wrong, atol=1e-5):
+                raise ExerciseError(message + ".")
+        expect_close(got, log_mean_exp_reference(small), "the bound on small log-weights",
+                     hint="torch.logsumexp(log_weights, dim=0) - math.log(K).")  # fmt: skip
+        one = torch.tensor([[-3.0, 7.0]])
+        expect_close(_tensor(student_fn(one), "the bound"), one[0], "the bound with K = 1 (it is the log-weight)")
+        # Real log-weights: about -100 nats or less per picture. exp(-1000) rounds to 0 in float32.
+        real = torch.tensor([[-1000.0, -90.0], [-1001.0, -95.0], [-1003.0, -92.0]])
+        got = _tensor(student_fn(real.clone()), "the bound").detach()
+        expect_true(
+            bool(torch.isfinite(got).all()),
+            "on real log-weights (about -1000 nats) your bound is -inf: exp(-1000) rounds to 0 and log(0) = -inf. "
+            "Subtract the largest log-weight before exp and add it back after, or use torch.logsumexp, which does.",
+        )
+        expect_close(got, log_mean_exp_reference(real), "the bound on log-weights of about -1000 nats",
+                     hint="torch.logsumexp(log_weights, dim=0) - math.log(K).")  # fmt: skip
+
+    return check("the importance-weighted bound (log-mean-exp)", test)

@@ -1,0 +1,35 @@
+"""The toy GAN loops: what they return, and the claim notebook 04 makes (collapse, then all 8 modes with WGAN-GP)."""
+
+import pytest
+import torch
+
+from course_utils import toy2d, toy2d_train
+
+RING = toy2d.ring_mixture(8, radius=2.0, std=0.1)
+SEED = 1  # the seed notebook 04 uses
+
+
+def test_a_short_run_returns_snapshots_and_curves():
+    run = toy2d_train.train_toy_gan(RING, 25, snapshot_every=10, n_snapshot=50, hidden=16, seed=0)
+    assert [step for step, _ in run.snapshots] == [10, 20, 25]
+    assert all(points.shape == (50, 2) for _, points in run.snapshots)
+    assert len(run.history["d_loss"]) == len(run.history["g_loss"]) == 25
+    assert run.sample(7).shape == (7, 2)
+    again = toy2d_train.train_toy_gan(RING, 25, snapshot_every=10, n_snapshot=50, hidden=16, seed=0)
+    assert torch.equal(run.snapshots[-1][1], again.snapshots[-1][1])  # seeded
+
+
+def test_wgan_gp_runs_its_discriminator_several_times_per_step():
+    run = toy2d_train.train_toy_gan(RING, 5, loss="wgan-gp", d_steps=3, hidden=16, snapshot_every=5, seed=0)
+    assert len(run.history["d_loss"]) == 5
+    with pytest.raises(ValueError, match="loss must be"):
+        toy2d_train.train_toy_gan(RING, 5, loss="lsgan")
+
+
+@pytest.mark.slow
+def test_the_plain_gan_collapses_and_wgan_gp_covers_the_ring_at_fast_sizes(one_thread):
+    collapsed = toy2d_train.train_toy_gan(RING, 600, snapshot_every=100, seed=SEED, **toy2d_train.COLLAPSING_GAN)
+    counts = [toy2d.mode_coverage(points, RING).n_covered for _, points in collapsed.snapshots]
+    assert max(counts) <= 4, counts
+    fixed = toy2d_train.train_toy_gan(RING, 300, snapshot_every=300, seed=SEED, **toy2d_train.WGAN_GP)
+    assert toy2d.mode_coverage(fixed.snapshots[-1][1], RING).n_covered == 8
