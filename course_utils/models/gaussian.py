@@ -48,12 +48,12 @@ class GaussianArtist(nn.Module):
         missing = set(range(self.n_classes)) - set(labels.tolist())
         if missing:
             raise ValueError(f"every class needs examples to fit its Gaussian; none for {sorted(missing)}")
-        pixels = images.flatten(1).double()
-        mean = pixels.mean(dim=0)
-        # The right singular vectors of the centred data are the principal directions.
-        _, _, vt = torch.linalg.svd(pixels - mean, full_matrices=False)
-        basis = vt[: self.basis.shape[1]].T
-        codes = (pixels - mean) @ basis
+        mean, covariance = _pixel_statistics(images.flatten(1))
+        # The principal directions are the eigenvectors of the pixels' covariance with the largest eigenvalues.
+        # Working on the D x D covariance (not on the N x D data) keeps memory small for 60,000 pictures.
+        _, eigenvectors = torch.linalg.eigh(covariance)  # eigenvalues in ascending order
+        basis = eigenvectors.flip(1)[:, : self.basis.shape[1]]
+        codes = torch.cat([(chunk.double() - mean) @ basis for chunk in images.flatten(1).split(10_000)])
         eye = torch.eye(basis.shape[1], dtype=torch.float64)
         for c in range(self.n_classes):
             mine = codes[labels == c]
@@ -99,3 +99,13 @@ class GaussianArtist(nn.Module):
     def predict_proba(self, images: torch.Tensor) -> torch.Tensor:
         """P(y | x) by Bayes' rule: softmax over classes of log P(x | y) + log P(y)."""
         return torch.softmax(self.log_likelihood(images) + self.class_priors.log(), dim=1)
+
+
+def _pixel_statistics(pixels: torch.Tensor, chunk: int = 10_000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and covariance of the rows of ``pixels`` (N x D), in float64, a chunk of rows at a time."""
+    mean = sum(rows.double().sum(dim=0) for rows in pixels.split(chunk)) / len(pixels)
+    scatter = torch.zeros(pixels.shape[1], pixels.shape[1], dtype=torch.float64)
+    for rows in pixels.split(chunk):
+        centred = rows.double() - mean
+        scatter += centred.T @ centred
+    return mean, scatter / max(len(pixels) - 1, 1)
