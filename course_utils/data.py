@@ -247,9 +247,7 @@ def _load_torchvision(name: str, split: str) -> ImageData:
     root = config.data_dir()
     if not _torchvision_files_present(name, root):
         _download_torchvision(name, root, train=split == "train")
-    dataset = _open_torchvision(name, root, train=split == "train")
-    images = dataset.data.unsqueeze(1).to(torch.float32).div_(255.0)  # in place: 60,000 images are 188 MB
-    labels = dataset.targets.to(torch.int64)
+    images, labels = _read_torchvision_files(name, root, prefix="train" if split == "train" else "t10k")
     return ImageData(images, labels, name, f"torchvision files in {root}")
 
 
@@ -279,16 +277,26 @@ def _torchvision_class(name: str):
     return datasets.MNIST if name == "mnist" else datasets.FashionMNIST
 
 
-def _open_torchvision(name: str, root: Path, train: bool):
+def _read_torchvision_files(name: str, root: Path, prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images (N x 1 x H x W in [0, 1]) and labels of the IDX files torchvision keeps in ``root``.
+
+    They are read directly, not through torchvision's dataset class: importing torchvision alone costs about
+    160 MB of memory, which a Binder pod cannot spare.
+    """
+    folder = root / _TORCHVISION_FOLDER[name] / "raw"
     try:
-        return _torchvision_class(name)(root=str(root), train=train, download=False)
-    except Exception as error:  # torchvision raises several kinds on a damaged file
-        folder = root / _TORCHVISION_FOLDER[name] / "raw"
+        pixels = read_idx(folder / f"{prefix}-images-idx3-ubyte")
+        labels = read_idx(folder / f"{prefix}-labels-idx1-ubyte")
+        if pixels.ndim != 3 or labels.shape != pixels.shape[:1]:
+            raise ValueError(f"images of shape {pixels.shape} do not match labels of shape {labels.shape}")
+    except (OSError, ValueError) as error:
         raise DataUnavailableError(
             f"The {name} files in {folder} could not be read ({type(error).__name__}: {error}). "
             f"They are probably damaged: delete {folder} and run again to download them afresh, "
             "or use the offline digits with COURSE_DATASET=digits."
         ) from None
+    images = torch.from_numpy(pixels.copy()).unsqueeze(1).to(torch.float32).div_(255.0)  # in place: 188 MB at 60k
+    return images, torch.from_numpy(labels.astype(np.int64))
 
 
 def _download_torchvision(name: str, root: Path, train: bool, timeout_s: float = 10.0) -> None:
