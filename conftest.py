@@ -1,7 +1,7 @@
 """pytest configuration shared by the unit tests and nbval.
 
 nbval runs every notebook cell; cells tagged ``gpu`` need a CUDA GPU and are skipped without one, and cells
-tagged ``online`` need the optional `transformers` package and the model hub (notebook 07) and are skipped otherwise.
+tagged ``online`` need the optional `transformers` package and the model hub (notebook 09) and are skipped otherwise.
 Such cells define nothing that later cells use, so skipping them never breaks a notebook.
 """
 

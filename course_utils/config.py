@@ -169,7 +169,7 @@ def use_threads(work: str = "batched") -> int:
     over a batch of pictures are big operations that split well: on a quiet 2-core laptop the diffusion
     U-Net of notebook 05 trained about 1.4 times faster on 2 threads than on 1.
 
-    ``"sequential"``: one thread. A small recurrent network (notebook 07's GRU reads one character after
+    ``"sequential"``: one thread. A small recurrent network (notebook 09's GRU reads one character after
     another) or a tiny test model does thousands of tiny matrix products in a row; each is too small to
     share out, so extra threads only add waiting, and on a busy or shared CPU they also wait for one another
     to get a core.

@@ -1,6 +1,6 @@
-"""Text for notebook 07: a small corpus, characters <-> ids, baselines, and sampling.
+"""Text for notebook 09: a small corpus, characters <-> ids, baselines, and sampling.
 
-The image notebooks learn P(X) for pictures; notebook 07 does the same for text, one character
+The image notebooks learn P(X) for pictures; notebook 09 does the same for text, one character
 at a time. This module holds what is not the model itself:
 
 * the corpus: three of Shakespeare's Roman plays, shipped with the package (public domain, see

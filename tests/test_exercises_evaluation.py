@@ -1,4 +1,4 @@
-"""The checks of notebook 06's exercises: pass on the reference, teach on plausible mistakes, wait on a stub."""
+"""The checks of notebook 08's exercises: pass on the reference, teach on plausible mistakes, wait on a stub."""
 
 from __future__ import annotations
 

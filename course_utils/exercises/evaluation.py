@@ -1,4 +1,4 @@
-"""Checks for notebook 06 (evaluation): the Frechet distance with diagonal covariances, and KID's unbiased MMD.
+"""Checks for notebook 08 (evaluation): the Frechet distance with diagonal covariances, and KID's unbiased MMD.
 
 Each check compares the student's function with the reference in :mod:`course_utils.metrics` on small cases
 built to expose one mistake at a time, so a wrong answer gets a hint about *that* mistake.

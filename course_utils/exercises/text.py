@@ -1,4 +1,4 @@
-"""Checks for notebook 07's exercises: the sampling knobs of a text generator.
+"""Checks for notebook 09's exercises: the sampling knobs of a text generator.
 
 * :func:`check_temperature_probs`: ``temperature_probs(logits, temperature)`` turns the model's
   scores into the distribution a sampler draws from, softmax(logits / temperature).

@@ -2,7 +2,7 @@
 
 Notebook 00 trains it as the discriminative half of the story; later notebooks reuse it as a
 judge of generated images (how confidently does it recognise them? are all classes there?), and
-notebook 06 uses its penultimate layer, ``features``, as the feature space for FID.
+notebook 08 uses its penultimate layer, ``features``, as the feature space for FID.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Pictures for evaluation (notebook 06): Gaussian clouds of features, samples beside their nearest neighbours."""
+"""Pictures for evaluation (notebook 08): Gaussian clouds of features, samples beside their nearest neighbours."""
 
 from __future__ import annotations
 

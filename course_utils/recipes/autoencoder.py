@@ -2,7 +2,7 @@
 
 The settings of each model are one frozen object (:class:`AutoencoderConfig`, :class:`VAEConfig`); the
 course's choice lives in :func:`autoencoder_preset`, :func:`denoiser_preset` and :func:`vae_preset`, which
-the notebooks and notebook 06's scoreboard both call. Change one field with ``dataclasses.replace``.
+the notebooks and notebook 08's scoreboard both call. Change one field with ``dataclasses.replace``.
 """
 
 from __future__ import annotations

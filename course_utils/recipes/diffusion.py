@@ -1,7 +1,7 @@
 """The diffusion recipe (notebook 05): a U-Net learns to guess the noise, and a moving average of its weights samples.
 
 :class:`DiffusionConfig` holds a diffusion model's settings and :func:`diffusion_preset` the course's
-choice, which notebook 05 trains and notebook 06 loads; change one field with ``dataclasses.replace``.
+choice, which notebook 05 trains and notebook 08 loads; change one field with ``dataclasses.replace``.
 The maths (schedules, the forward process, the samplers) lives in :mod:`course_utils.diffusion`.
 """
 

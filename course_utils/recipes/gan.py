@@ -1,7 +1,7 @@
 """The GAN recipe (notebooks 03 and 04): the generator and the discriminator take turns.
 
 :class:`GANConfig` holds a GAN's settings and :func:`gan_preset` the course's choice, which notebook 04
-trains and notebook 06 loads; change one field with ``dataclasses.replace``.
+trains and notebook 08 loads; change one field with ``dataclasses.replace``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The character model's recipe (notebook 07): a small GRU learns to guess the next character.
+"""The character model's recipe (notebook 09): a small GRU learns to guess the next character.
 
 :class:`CharModelConfig` holds its settings and :func:`charmodel_preset` the course's choice. Text
 data, the baselines and sampling (:func:`course_utils.text.generate`) live in :mod:`course_utils.text`.
@@ -34,7 +34,7 @@ class CharModelConfig(TrainingConfig):
 
 
 def charmodel_preset() -> CharModelConfig:
-    """Notebook 07's model: 256 hidden units (64 in the fast profile), at most 10 epochs within 200 s of training."""
+    """Notebook 09's model: 256 hidden units (64 in the fast profile), at most 10 epochs within 200 s of training."""
     return CharModelConfig(
         seq_len=100,
         batch_size=32,
@@ -45,7 +45,7 @@ def charmodel_preset() -> CharModelConfig:
 
 
 def charmodel_checkpoint_path(data: TextData, settings: CharModelConfig) -> Path:
-    """Where notebook 07 keeps its character model, e.g. ``checkpoints/charmodel-roman-plays-h256-full.pt``."""
+    """Where notebook 09 keeps its character model, e.g. ``checkpoints/charmodel-roman-plays-h256-full.pt``."""
     return config.checkpoint_dir() / f"charmodel-{data.name}-h{settings.hidden_size}-{config.profile()}.pt"
 
 
