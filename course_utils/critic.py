@@ -13,6 +13,7 @@ collapsed onto one digit scores near 0). FID in the classifier's feature space c
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,6 +171,18 @@ def judge(classifier: Classifier, images: torch.Tensor) -> dict:
         "max_entropy_bits": math.log2(n_classes),
         "class_histogram": [round(float(h), 4) for h in histogram],
     }
+
+
+def class_agreement(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor | Sequence[int]) -> float:
+    """The share of ``images`` (in [0, 1]) that the critic recognises as the class asked for in ``labels``.
+
+    For a model told which digit to draw: 1.0 means every picture reads as the requested digit; a model
+    that ignores its label scores about 1 / (number of classes).
+    """
+    labels = torch.as_tensor(labels, dtype=torch.int64).reshape(-1)
+    if labels.shape != (len(images),):
+        raise ValueError(f"labels must hold one class per image, {len(images)}; got {tuple(labels.shape)}")
+    return float((predict_proba(classifier, images).argmax(dim=1) == labels.cpu()).double().mean())
 
 
 def evaluate_samples(classifier: Classifier, samples: torch.Tensor, real: torch.Tensor) -> dict:

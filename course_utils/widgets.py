@@ -173,3 +173,44 @@ def timestep_explorer(model: Any, image: torch.Tensor, seed: int = 0) -> widgets
         title="left: x_t (noisy)  middle: the model's guess of x_0  right: the real x_0",
         t=slider,
     )
+
+
+@torch.no_grad()
+def guided_samples_picture(model: Any, digit: int, w: float, seed: int = 0, n: int = 8) -> np.ndarray:
+    """``n`` fresh pictures of class ``digit`` from a class-conditional diffusion model, guided with scale ``w``,
+    side by side in one array (H x (n * (W + 1) + 1), in [0, 1], ink = 1): the render function of :func:`draw_me_a`.
+
+    ``model`` is a :class:`course_utils.guidance.ConditionalDiffusionModel`, on any device. The same ``seed``
+    starts from the same noise, so only ``w`` or ``digit`` changes between two redraws.
+    """
+    from course_utils.data import to_unit
+    from course_utils.plotting.core import image_grid
+
+    if not 0 <= int(digit) <= model.null_label:
+        raise ValueError(f"digit must be a class in 0 .. {model.null_label - 1} (or {model.null_label}: any digit)")
+    labels = torch.full((n,), int(digit), dtype=torch.int64)
+    pictures = model.sample_classes(labels, float(w), torch.Generator().manual_seed(int(seed)))
+    return image_grid(to_unit(pictures).cpu(), nrow=n)
+
+
+def draw_me_a(model: Any, n: int = 8, w: float = 2.0, w_max: float = 6.0) -> widgets.VBox:
+    """ "Draw me a ...": pick a digit and a guidance scale ``w``, see ``n`` fresh samples of that digit.
+
+    A dropdown for the digit, a slider for ``w`` (0: any digit, 1: plain conditional, more: insist) and one
+    for the seed (a new batch of noise). Built on :func:`picture_widget` with :func:`guided_samples_picture`.
+    """
+    if n < 1:
+        raise ValueError(f"n must be positive, got {n}")
+    classes = [(str(c), c) for c in range(model.null_label)] + [("any digit (no label)", model.null_label)]
+    controls = {
+        "digit": widgets.Dropdown(options=classes, value=min(7, model.null_label - 1), description="draw me a"),
+        "w": widgets.FloatSlider(value=w, min=0.0, max=w_max, step=0.5, description="guidance w"),
+        "seed": widgets.IntSlider(value=0, min=0, max=99, description="new noise"),
+    }
+    width = n * (model.image_shape[-1] + 1) + 1
+    return picture_widget(
+        lambda digit, w, seed: guided_samples_picture(model, digit, w, seed, n),
+        scale=max(1, 480 // width),
+        title="Draw me a ...: pick a digit and a guidance scale",
+        **controls,
+    )

@@ -106,3 +106,12 @@ def test_notebook_00s_critic_is_the_one_later_notebooks_load(monkeypatch, tmp_pa
     loaded = critic.get_critic(data)
     assert "Critic loaded" in capsys.readouterr().out
     assert torch.equal(trained.head.weight, loaded.head.weight)
+
+
+def test_class_agreement_counts_pictures_read_as_the_class_asked_for(digits_critic):
+    model, data, _ = digits_critic
+    test = load_dataset("digits", "test", verbose=False)
+    assert critic.class_agreement(model, test.images, test.labels) > 0.8
+    assert critic.class_agreement(model, test.images, (test.labels + 1) % 10) < 0.1
+    with pytest.raises(ValueError, match="one class per image"):
+        critic.class_agreement(model, test.images[:3], [1, 2])

@@ -1,6 +1,7 @@
 """The check of the classifier-free guidance exercise: pass on the reference, teach on plausible mistakes."""
 
 import pytest
+import torch
 
 from course_utils.exercises import ExerciseError
 from course_utils.exercises import guidance as ex
@@ -38,3 +39,37 @@ def test_reference_passes(capsys):
 def test_mistakes_get_a_helpful_message(wrong, message):
     with pytest.raises(ExerciseError, match=message):
         ex.check_guided_eps(wrong)
+
+
+def test_hide_labels_stub_and_reference(capsys):
+    assert not ex.check_hide_labels(_stub)
+    assert "not implemented yet" in capsys.readouterr().out
+    assert ex.check_hide_labels(ex.hide_labels_reference)
+    assert "✅" in capsys.readouterr().out
+
+
+def _in_place(labels, p, null, g):
+    labels[torch.rand(labels.shape, generator=g) < p] = null
+    return labels
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        (lambda y, p, null, g: None, "return"),
+        (_in_place, "changed the labels it was given"),
+        (lambda y, p, null, g: torch.where(torch.rand(y.shape, generator=g) < p, 0, y), "no label"),
+        (lambda y, p, null, g: torch.where(torch.rand(y.shape, generator=g) > p, null, y), "1 - p"),
+        (lambda y, p, null, g: torch.where(torch.rand(y.shape) < p, null, y), "generator"),
+        (lambda y, p, null, g: torch.where(torch.rand(y.shape, generator=g) < p, float(null), y.float()), "integers"),
+        (lambda y, p, null, g: torch.where(torch.rand(y.shape, generator=g) < p / 2, null, y), "about 10%"),
+        (lambda y, p, null, g: y[:-1], "shape"),
+        (
+            lambda y, p, null, g: torch.where(torch.rand(y.shape, generator=torch.Generator()) < p, null, y),
+            "other seeds",
+        ),
+    ],
+)
+def test_hide_labels_mistakes_get_a_helpful_message(wrong, message):
+    with pytest.raises(ExerciseError, match=message):
+        ex.check_hide_labels(wrong)

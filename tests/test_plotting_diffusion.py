@@ -58,3 +58,45 @@ def test_timestep_explorer_redraws_when_the_slider_moves():
     before = picture.value
     slider.value = 0
     assert picture.value != before
+
+
+def test_guidance_sweep_draws_agreement_and_fid_on_two_axes():
+    fig = plotting.plot_guidance_sweep([0, 1, 2], [0.1, 0.7, 0.98], [70.0, 30.0, 27.0], reference_fid=20.0)
+    left, right = fig.axes
+    assert list(left.lines[0].get_ydata()) == [10.0, 70.0, 98.0]  # agreement drawn in percent
+    assert list(right.lines[0].get_ydata()) == [70.0, 30.0, 27.0] and len(right.lines) == 2  # + the reference
+    assert "w" in left.get_xlabel()
+    with pytest.raises(ValueError, match="one agreement and one FID per scale"):
+        plotting.plot_guidance_sweep([0, 1], [0.1], [1.0, 2.0])
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        plotting.plot_guidance_sweep([0], [98.0], [1.0])
+
+
+def _conditional_model():
+    from course_utils import guidance
+
+    torch.manual_seed(0)
+    net = UNet((1, 8, 8), channels=(8, 16), time_dim=16, num_classes=10)
+    torch.nn.init.normal_(net.out[-1].weight, std=0.3)  # untrained, it would predict zero noise for every label
+    return guidance.ConditionalDiffusionModel(net, timesteps=50, sample_steps=4)
+
+
+def test_draw_me_a_redraws_when_the_digit_or_the_scale_changes():
+    model = _conditional_model()
+    picture = widgets.guided_samples_picture(model, 3, 2.0, seed=0, n=4)
+    assert picture.shape == (10, 4 * 9 + 1) and picture.min() >= 0 and picture.max() <= 1
+    np.testing.assert_array_equal(picture, widgets.guided_samples_picture(model, 3, 2.0, seed=0, n=4))
+    assert not np.array_equal(picture, widgets.guided_samples_picture(model, 3, 2.0, seed=1, n=4))
+    with pytest.raises(ValueError, match="digit"):
+        widgets.guided_samples_picture(model, 11, 2.0)
+    box = widgets.draw_me_a(model, n=4)
+    digit = next(c for c in box.children if isinstance(c, ipywidgets.Dropdown))
+    scale = next(c for c in box.children if isinstance(c, ipywidgets.FloatSlider))
+    image = next(c for c in box.children if isinstance(c, ipywidgets.Image))
+    assert len(digit.options) == 11 and scale.value == 2.0  # ten digits and "any digit"
+    shown = image.value
+    digit.value = 1
+    assert image.value != shown and box.children[-1].value == ""
+    shown = image.value
+    scale.value = 5.0
+    assert image.value != shown and box.children[-1].value == ""

@@ -16,7 +16,7 @@ import torch
 
 from course_utils import critic, text
 from course_utils.data import load_dataset
-from course_utils.recipes import autoencoder, diffusion, gan
+from course_utils.recipes import autoencoder, diffusion, gan, guided
 from course_utils.recipes import text as text_recipe
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -45,6 +45,11 @@ FAMILIES = {
         _digits,
         diffusion.train_diffusion,
         diffusion.DiffusionConfig(channels=(8, 16), timesteps=50, sample_steps=5, warmup_steps=4, bf16=False),
+    ),
+    "guided diffusion": (
+        _digits,
+        guided.train_guided_diffusion,
+        guided.GuidedDiffusionConfig(channels=(8, 16), timesteps=50, sample_steps=5, warmup_steps=4, bf16=False),
     ),
     "text": (_text, text_recipe.train_charmodel, text_recipe.CharModelConfig(seq_len=8, embed_dim=4, hidden_size=8)),
     "critic": (_digits, critic.train_critic, critic.CriticConfig()),

@@ -1,6 +1,7 @@
-"""Check for the classifier-free guidance exercise: mix the two noise predictions with a scale ``w``.
+"""Checks for the classifier-free guidance exercises: hide labels during training, and mix the two noise
+predictions with a scale ``w`` when sampling.
 
-The check compares the student's function with the reference on random predictions at several
+The guidance check compares the student's function with the reference on random predictions at several
 scales and, when the answer is wrong, recognises the usual slips (``w`` on the wrong term, the
 difference the wrong way round, the unconditional prediction forgotten, starting from the
 conditional one as in the paper's ``1 + w`` convention) to say which one it is.
@@ -80,3 +81,67 @@ def check_guided_eps(student_fn: Callable) -> CheckResult:
             )
 
     return check("guided_eps", test)
+
+
+def hide_labels_reference(
+    labels: torch.Tensor, p: float, null_label: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """A copy of ``labels``, each one replaced by ``null_label`` with probability ``p`` (coins from ``generator``)."""
+    hide = torch.rand(labels.shape, generator=generator) < p
+    return torch.where(hide, torch.full_like(labels, null_label), labels)
+
+
+def check_hide_labels(student_fn: Callable) -> CheckResult:
+    """Check ``student_fn(labels, p, null_label, generator) -> labels``: hide each label with probability ``p``."""
+
+    def test() -> None:
+        labels = torch.arange(20_000) % 10
+        null = 10
+
+        def call(p: float, seed: int) -> torch.Tensor:
+            given = labels.clone()
+            got = student_fn(given, p, null, torch.Generator().manual_seed(seed))
+            expect_true(got is not None, "hide_labels returned None: did you forget to return the new labels?")
+            expect_true(
+                torch.equal(given, labels),
+                "hide_labels changed the labels it was given: build a new tensor (torch.where, or labels.clone() "
+                "first), the caller still needs the true labels.",
+            )
+            got = torch.as_tensor(got)
+            expect_shape(got, tuple(labels.shape), "the labels the network sees")
+            expect_true(
+                not got.is_floating_point(),
+                f"labels must stay integers (they index the embedding table), got {got.dtype}",
+            )
+            return got
+
+        got = call(0.1, 0)
+        changed = got != labels
+        expect_true(
+            bool((got[changed] == null).all()),
+            f"a hidden label must become the 'no label' token null_label ({null}), and the others stay as they were; "
+            f"found {sorted(set(got[changed].tolist()) - {null})[:5]} where labels changed",
+        )
+        share = changed.double().mean().item()
+        expect_true(
+            not 0.85 < share < 0.95,
+            f"you hid {share:.0%} of the labels, about 1 - p: hide a label when the coin falls below p, "
+            "torch.rand(...) < p, so that about p of them are hidden.",
+        )
+        expect_true(
+            0.085 < share < 0.115, f"with p = 0.1 about 10% of the labels should be hidden, you hid {share:.1%}"
+        )
+        expect_true(bool((call(0.0, 0) == labels).all()), "with p = 0 no label may be hidden")
+        expect_true(bool((call(1.0, 0) == null).all()), "with p = 1 every label must be hidden")
+        expect_true(
+            torch.equal(call(0.1, 0), got),
+            "two calls with generators seeded the same hid different labels: draw the coins with the generator, "
+            "torch.rand(labels.shape, generator=generator), so that a run can be repeated and resumed.",
+        )
+        expect_true(
+            not torch.equal(call(0.1, 1), got),
+            "generators with other seeds hid the same labels: "
+            "draw the coins with torch.rand(..., generator=generator).",
+        )
+
+    return check("hide_labels", test)

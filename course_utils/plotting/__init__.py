@@ -23,7 +23,12 @@ from course_utils.plotting.core import (
     show_images,
     show_source,
 )
-from course_utils.plotting.diffusion import plot_forward_process, plot_schedules, plot_trajectory
+from course_utils.plotting.diffusion import (
+    plot_forward_process,
+    plot_guidance_sweep,
+    plot_schedules,
+    plot_trajectory,
+)
 from course_utils.plotting.evaluation import plot_gaussian_clouds, show_nearest_neighbours
 from course_utils.plotting.gans import (
     LivePlot,
@@ -55,6 +60,7 @@ __all__ = [
     "plot_forward_process",
     "plot_schedules",
     "plot_trajectory",
+    "plot_guidance_sweep",
     "plot_gaussian_clouds",
     "show_nearest_neighbours",
 ]

@@ -1,4 +1,5 @@
-"""Pictures for diffusion (notebook 05): the forward process, noise schedules, the denoising trajectory."""
+"""Pictures for diffusion (notebooks 05, 06): the forward process, noise schedules, the denoising trajectory,
+the guidance sweep."""
 
 from __future__ import annotations
 
@@ -82,5 +83,48 @@ def plot_trajectory(trajectory: Sequence[Any], n: int = 6, labels: Sequence[Any]
             axes[row, col].axis("off")
         if labels is not None:
             axes[0, col].set_title(str(labels[col]), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_guidance_sweep(
+    scales: Sequence[float],
+    agreement: Sequence[float],
+    fid: Sequence[float],
+    reference_fid: float | None = None,
+    reference_label: str = "unconditional model",
+) -> Figure:
+    """The fidelity/diversity trade-off of guidance in one picture, with two y-axes over the guidance scale ``w``.
+
+    Left axis (blue): ``agreement``, the share of samples the critic recognises as the class asked for
+    (0 to 1, drawn in percent). Right axis (red): their ``fid`` against real pictures (lower is better).
+    ``reference_fid`` draws a dashed red line: the FID of another model (e.g. an unconditional one).
+    """
+    if not len(scales) == len(agreement) == len(fid) or len(scales) == 0:
+        raise ValueError(
+            f"need one agreement and one FID per scale, got {len(scales)} scales, "
+            f"{len(agreement)} agreements, {len(fid)} FIDs"
+        )
+    if any(not 0.0 <= a <= 1.0 for a in agreement):
+        raise ValueError(f"agreement is a share between 0 and 1, got {list(agreement)}")
+    fig, left = plt.subplots(figsize=(6.5, 3.6))
+    blue, red = "tab:blue", "tab:red"
+    left.plot(scales, [100 * a for a in agreement], "o-", color=blue, label="critic agrees with the class asked for")
+    left.set_xlabel("guidance scale w")
+    left.set_ylabel("agreement (%)", color=blue)
+    left.set_ylim(0, 105)
+    left.tick_params(axis="y", colors=blue)
+    left.grid(alpha=0.3)
+    right = left.twinx()
+    right.plot(scales, fid, "s-", color=red, label="FID (lower is better)")
+    if reference_fid is not None:
+        right.axhline(reference_fid, color=red, linestyle="--", linewidth=1, label=f"FID of the {reference_label}")
+    right.set_ylabel("FID in the critic's features", color=red)
+    right.set_ylim(0, 1.1 * max([*fid, reference_fid or 0.0]))
+    right.tick_params(axis="y", colors=red)
+    lines = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    labels = left.get_legend_handles_labels()[1] + right.get_legend_handles_labels()[1]
+    right.legend(lines, labels, fontsize=8, loc="center right")
+    left.set_title("guidance: more of the digit asked for, less variety")
     fig.tight_layout()
     return fig

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from course_utils import config, diffusion
+from course_utils import checkpoints, config, diffusion
 from course_utils.data import ImageData, to_signed, to_unit
 from course_utils.history import History
 from course_utils.loop import TrainingConfig, evaluating, fit
@@ -151,6 +151,27 @@ def train_diffusion(
     desc = desc or "diffusion"
     history = fit(step, loader, settings=settings, desc=desc, checkpoint=checkpoint, modules=modules)
     return ema.model.eval(), history
+
+
+def load_diffusion(
+    data: ImageData, settings: DiffusionConfig | None = None, checkpoint: str | Path | None = None
+) -> diffusion.DiffusionModel | None:
+    """The weight average of a diffusion model saved by :func:`train_diffusion`, or None when there is none.
+
+    By default notebook 05's model: ``checkpoint_path('diffusion', data)`` with :func:`diffusion_preset`'s
+    settings. Nothing is trained: a run stopped early is loaded as it is, and a file saved with other
+    settings counts as none (None).
+    """
+    settings = settings or diffusion_preset(data)
+    path = Path(checkpoint) if checkpoint is not None else checkpoints.checkpoint_path("diffusion", data)
+    if not path.exists():
+        return None
+    ema = EMA(make_diffusion(data.image_shape, settings), settings.ema_decay)
+    try:
+        checkpoints.load_checkpoint(path, {"ema": ema}, settings=settings.model_settings())
+    except checkpoints.CheckpointMismatchError:
+        return None
+    return ema.model.to(config.device()).eval()
 
 
 def sample_diffusion(

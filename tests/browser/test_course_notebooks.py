@@ -31,10 +31,11 @@ from jupyterlab_driver import (
 pytestmark = pytest.mark.browser
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
-# The widgets the course promises (COURSE_DESIGN): the VAE latent explorer and the diffusion timestep slider.
-REQUIRED_WIDGET_NOTEBOOKS = ("02_variational_autoencoder.ipynb", "05_diffusion.ipynb")
+# The widgets the course promises (COURSE_DESIGN): the VAE latent explorer, the diffusion timestep slider and
+# guided diffusion's "draw me a ..." (a digit and a guidance scale).
+REQUIRED_WIDGET_NOTEBOOKS = ("02_variational_autoencoder.ipynb", "05_diffusion.ipynb", "06_guided_diffusion.ipynb")
 NOTEBOOK_00 = "00_generative_vs_discriminative.ipynb"
-# The diagrams the course promises: the critic and the artist (00), and the picture of each model (01 to 05).
+# The diagrams the course promises: the critic and the artist (00), and the picture of each model (01 to 05, guided).
 REQUIRED_DIAGRAM_NOTEBOOKS = (
     NOTEBOOK_00,
     "01_autoencoder.ipynb",
@@ -42,6 +43,7 @@ REQUIRED_DIAGRAM_NOTEBOOKS = (
     "03_gan_generator_discriminator.ipynb",
     "04_gan_training_loop.ipynb",
     "05_diffusion.ipynb",
+    "06_guided_diffusion.ipynb",
 )
 RUN_TIMEOUT_S = 240
 
