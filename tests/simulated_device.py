@@ -144,7 +144,7 @@ def _to_target(books: _Books, args: tuple, kwargs: dict) -> tuple[Any, torch.dty
             return arg.device, arg.dtype, is_on_device(arg)
         if isinstance(arg, torch.dtype):
             dtype = arg
-        elif isinstance(arg, (str, torch.device, int)):
+        elif isinstance(arg, (str, torch.device, int)) and not isinstance(arg, bool):  # Module.to passes non_blocking
             device = arg
     return device, dtype, device is not None and books.is_target(device)
 

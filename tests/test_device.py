@@ -305,3 +305,10 @@ def test_every_torch_load_says_where_to_load():
     ]
     assert missing == [], "torch.load without map_location (a GPU checkpoint fails on a laptop): " + ", ".join(missing)
     assert any(_torch_load_calls(s) for s in sources.values())  # the search does find the calls there are
+
+
+def test_module_to_cpu_stays_on_the_cpu(sim):
+    # Module.to passes non_blocking=False along: a bool is not a CUDA ordinal.
+    model = torch.nn.Linear(2, 2).to("cpu")
+    assert not any(is_on_device(p) for p in model.parameters())
+    assert all(is_on_device(p) for p in model.to(sim.device).parameters())
