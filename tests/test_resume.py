@@ -40,6 +40,7 @@ FAMILIES = {
         autoencoder.AutoencoderConfig(kind="conv", latent_dim=3, width=4, noise_std=0.2, mask_size=2),
     ),
     "vae": (_digits, autoencoder.train_vae, autoencoder.VAEConfig(latent_dim=3, width=8)),
+    "cvae": (_digits, autoencoder.train_vae, autoencoder.VAEConfig(kind="cvae", latent_dim=3, width=8)),
     "gan": (_digits, gan.train_gan, gan.GANConfig(latent_dim=8, channels=4, n_snapshot=4)),
     "diffusion": (
         _digits,
