@@ -24,7 +24,7 @@ from course_utils.plotting.core import (
     show_source,
 )
 from course_utils.plotting.diffusion import plot_forward_process, plot_schedules, plot_trajectory
-from course_utils.plotting.evaluation import plot_gaussian_clouds, show_nearest_neighbours
+from course_utils.plotting.evaluation import plot_gaussian_clouds, plot_model_comparison, show_nearest_neighbours
 from course_utils.plotting.gans import (
     LivePlot,
     plot_class_histograms,
@@ -57,4 +57,5 @@ __all__ = [
     "plot_trajectory",
     "plot_gaussian_clouds",
     "show_nearest_neighbours",
+    "plot_model_comparison",
 ]

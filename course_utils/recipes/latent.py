@@ -14,14 +14,14 @@ from pathlib import Path
 
 import torch
 
-from course_utils import config, losses
+from course_utils import checkpoints, config, diffusion, losses
 from course_utils.data import ImageData, is_small, make_loader
 from course_utils.guidance import ConditionalDiffusionModel, conditional_diffusion_loss
 from course_utils.history import History
 from course_utils.loop import TrainingConfig, evaluating, fit
 from course_utils.models.latent import LatentVAE
 from course_utils.models.unet import UNet
-from course_utils.recipes.diffusion import EMA, _warmup
+from course_utils.recipes.diffusion import EMA, _warmup, diffusion_preset, make_diffusion
 
 # =========================================================================== settings
 
@@ -258,3 +258,18 @@ def sample_latent(
             pictures.append(vae.from_latent(z).cpu())
     images = torch.cat(pictures)
     return (images, torch.cat(latents)) if return_latents else images
+
+
+def load_pixel_diffusion(data: ImageData) -> tuple[diffusion.DiffusionModel, float] | None:
+    """Notebook 05's pixel-space diffusion model for ``data`` and its training time in seconds, to compare with;
+    None when it has not been trained in this profile (or was saved with other settings). Nothing is trained."""
+    settings = diffusion_preset(data)
+    path = checkpoints.checkpoint_path("diffusion", data)
+    if not path.exists():
+        return None
+    ema = EMA(make_diffusion(data.image_shape, settings), settings.ema_decay)
+    try:
+        extra = checkpoints.load_checkpoint(path, {"ema": ema}, settings=settings.model_settings())
+    except checkpoints.CheckpointMismatchError:
+        return None
+    return ema.model.to(config.device()).eval(), float(History.from_dict(extra["history"]).seconds)
