@@ -87,7 +87,17 @@ def plot_model_comparison(
         for i, name in enumerate(names):
             value = figures[name].get(key)
             if value is None:
-                ax.text(i, 0, "missing", rotation=90, ha="center", va="bottom", fontsize=8, color="grey")
+                ax.text(
+                    i,
+                    0.05,
+                    "missing",
+                    transform=ax.get_xaxis_transform(),
+                    rotation=90,
+                    ha="center",
+                    va="bottom",
+                    fontsize=9,
+                    color="grey",
+                )
                 continue
             ax.bar(i, value, color=colours[i % len(colours)])
             ax.text(i, value, f"{value:.3g}", ha="center", va="bottom", fontsize=8)
