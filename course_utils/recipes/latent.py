@@ -75,7 +75,7 @@ def latent_diffusion_preset(data: ImageData) -> LatentDiffusionConfig:
     """The capstone's denoiser: a one-level U-Net on the latent grid, trained on 128,000 latents (1,024 in the fast
     profile), at most 90 s; sampled with 10 DDIM steps at guidance scale 3."""
     return LatentDiffusionConfig(
-        channels=config.by_profile(full=(48,), fast=(16,)),
+        channels=config.by_profile(full=(32,), fast=(16,)),
         timesteps=config.by_profile(full=1000, fast=100),
         images=config.by_profile(full=128_000, fast=1_024),
         max_seconds=config.by_profile(full=90, fast=None),
