@@ -39,3 +39,17 @@ def test_show_nearest_neighbours_two_rows_and_distance_labels():
     plt.close(fig)
     with pytest.raises(ValueError, match="one neighbour per sample"):
         plotting.show_nearest_neighbours(torch.rand(3, 1, 8, 8), torch.rand(2, 1, 8, 8))
+
+
+def test_model_comparison_draws_one_panel_per_metric_and_marks_missing_numbers():
+    figures = {"latent": {"fid": 30.0, "train_seconds": 200.0}, "pixel": {"fid": 20.0, "train_seconds": None}}
+    fig = plotting.plot_model_comparison(figures, [("train_seconds", "training (s)"), ("fid", "FID")], title="t")
+    try:
+        assert [ax.get_title() for ax in fig.axes] == ["training (s)", "FID"]
+        assert len(fig.axes[0].patches) == 1 and len(fig.axes[1].patches) == 2
+        assert "missing" in [t.get_text() for t in fig.axes[0].texts]
+        assert [round(p.get_height()) for p in fig.axes[1].patches] == [30, 20]
+    finally:
+        plt.close(fig)
+    with pytest.raises(ValueError, match="at least one"):
+        plotting.plot_model_comparison({}, [("fid", "FID")])

@@ -5,7 +5,7 @@ import torch
 
 from course_utils import losses
 from course_utils.data import ImageData, load_dataset
-from course_utils.models import VAE, Autoencoder, ConvVAE
+from course_utils.models import VAE, Autoencoder, ConditionalVAE, ConvVAE
 from course_utils.recipes import autoencoder as recipe
 
 
@@ -108,7 +108,43 @@ def test_encode_images_gives_mu_for_a_vae_and_the_code_for_an_autoencoder():
 
 def test_unknown_kinds_are_explained():
     for settings in (recipe.VAEConfig(kind="resnet"), recipe.AutoencoderConfig(kind="resnet")):
-        with pytest.raises(ValueError, match="'mlp' or 'conv'"):
+        with pytest.raises(ValueError, match="kind must be 'mlp'"):
             recipe.make_autoencoder((1, 8, 8), settings)
     assert isinstance(recipe.make_autoencoder((1, 8, 8), recipe.VAEConfig(kind="conv", width=4)), ConvVAE)
     assert isinstance(recipe.make_autoencoder((1, 8, 8), recipe.AutoencoderConfig(width=4)), Autoencoder)
+    assert isinstance(recipe.make_autoencoder((1, 8, 8), recipe.VAEConfig(kind="cvae", width=4)), ConditionalVAE)
+    with pytest.raises(ValueError, match="'mlp' or 'conv'"):  # only a VAE can be conditional
+        recipe.make_autoencoder((1, 8, 8), recipe.AutoencoderConfig(kind="cvae"))
+
+
+def test_the_conditional_vae_preset_is_notebook_02s_network_told_the_class(digits):
+    plain, conditional = recipe.vae_preset(digits), recipe.cvae_preset(digits)
+    assert conditional.kind == "cvae" and conditional.width == plain.width
+    assert conditional.latent_dim < plain.latent_dim  # a smaller code leaves the digit to the label
+
+
+def test_a_conditional_vae_learns_to_draw_the_digit_it_is_asked_for(digits, tmp_path):
+    settings = recipe.VAEConfig(kind="cvae", latent_dim=4, width=64, lr=3e-3, images=12_000)
+    path = tmp_path / "cvae.pt"
+    model, history = recipe.train_vae(digits, settings, checkpoint=path)
+    assert isinstance(model, ConditionalVAE) and history.n_epochs == 47
+    assert history.epochs["loss"][-1] < 0.8 * history.epochs["loss"][0]
+    parts = recipe.evaluate_vae(model, digits)
+    assert parts["loss"] == pytest.approx(parts["reconstruction"] + parts["kl"])
+    # Decoded prior codes look like the mean picture of the class asked for, not like another class's.
+    labels = torch.arange(10).repeat(20)
+    samples = recipe.sample_vae(model, 200, seed=0, labels=labels)
+    assert torch.equal(samples, recipe.sample_vae(model, 200, seed=0, labels=labels))  # seeded
+    means = torch.stack([digits.images[digits.labels == k].mean(0) for k in range(10)])
+    nearest = ((samples[:, None] - means[None]) ** 2).flatten(2).sum(2).argmin(1)
+    assert (nearest == labels).float().mean() > 0.7
+    default = recipe.sample_vae(model, 20, seed=0)  # the classes in turn
+    torch.testing.assert_close(default, recipe.sample_vae(model, 20, seed=0, labels=torch.arange(20) % 10))
+    codes = recipe.encode_images(model, digits.images[:7], batch_size=3, labels=digits.labels[:7])
+    torch.testing.assert_close(codes, model.encode(digits.images[:7], digits.labels[:7])[0])
+    with pytest.raises(ValueError, match="pass labels"):
+        recipe.encode_images(model, digits.images[:7])
+    with pytest.raises(ValueError, match="one label per picture"):
+        recipe.sample_vae(model, 5, labels=torch.arange(4))
+    with pytest.raises(ValueError, match="not conditional"):
+        recipe.sample_vae(VAE((1, 8, 8), 2, 8), 4, labels=torch.arange(4))

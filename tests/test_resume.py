@@ -16,7 +16,8 @@ import torch
 
 from course_utils import critic, text
 from course_utils.data import load_dataset
-from course_utils.recipes import autoencoder, diffusion, gan, guided
+from course_utils.models import LatentVAE
+from course_utils.recipes import autoencoder, diffusion, gan, guided, latent
 from course_utils.recipes import text as text_recipe
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -31,6 +32,13 @@ def _text():
     return text.TextData("tiny", "a test pattern", body, body[:120], text.Vocab.from_text(body))
 
 
+def _train_latent_diffusion(data, settings, **kwargs):
+    torch.manual_seed(0)  # the same first stage for every call: a small untrained VAE, its latents scaled
+    vae = LatentVAE(data.image_shape, latent_channels=2, channels=4, downsamples=1)
+    vae.fit_scale(data.images)
+    return latent.train_latent_diffusion(data, vae, settings, **kwargs)
+
+
 # family: (data, recipe, settings for 3 epochs of 3 batches)
 FAMILIES = {
     "autoencoder": (_digits, autoencoder.train_autoencoder, autoencoder.AutoencoderConfig(latent_dim=3, width=8)),
@@ -40,6 +48,7 @@ FAMILIES = {
         autoencoder.AutoencoderConfig(kind="conv", latent_dim=3, width=4, noise_std=0.2, mask_size=2),
     ),
     "vae": (_digits, autoencoder.train_vae, autoencoder.VAEConfig(latent_dim=3, width=8)),
+    "cvae": (_digits, autoencoder.train_vae, autoencoder.VAEConfig(kind="cvae", latent_dim=3, width=8)),
     "gan": (_digits, gan.train_gan, gan.GANConfig(latent_dim=8, channels=4, n_snapshot=4)),
     "diffusion": (
         _digits,
@@ -50,6 +59,16 @@ FAMILIES = {
         _digits,
         guided.train_guided_diffusion,
         guided.GuidedDiffusionConfig(channels=(8, 16), timesteps=50, sample_steps=5, warmup_steps=4, bf16=False),
+    ),
+    "latent_vae": (
+        _digits,
+        latent.train_latent_vae,
+        latent.LatentVAEConfig(latent_channels=2, channels=4, downsamples=1),
+    ),
+    "latent_diffusion": (
+        _digits,
+        _train_latent_diffusion,
+        latent.LatentDiffusionConfig(channels=(8,), timesteps=50, sample_steps=5, warmup_steps=4),
     ),
     "text": (_text, text_recipe.train_charmodel, text_recipe.CharModelConfig(seq_len=8, embed_dim=4, hidden_size=8)),
     "critic": (_digits, critic.train_critic, critic.CriticConfig()),

@@ -44,7 +44,19 @@ QUALITY_COLUMNS = (
     ("fid", "FID (critic features)", "{:.2f}"),
 )
 # The models in course order; other kinds follow alphabetically.
-KIND_ORDER = ("autoencoder", "vae", "gan", "dcgan", "diffusion", "guided_diffusion", "charmodel", "text")
+KIND_ORDER = (
+    "autoencoder",
+    "vae",
+    "cvae",
+    "gan",
+    "dcgan",
+    "diffusion",
+    "guided_diffusion",
+    "latent_vae",
+    "latent_diffusion",
+    "charmodel",
+    "text",
+)
 
 
 def machine_info() -> dict:

@@ -29,7 +29,7 @@ from course_utils.plotting.diffusion import (
     plot_schedules,
     plot_trajectory,
 )
-from course_utils.plotting.evaluation import plot_gaussian_clouds, show_nearest_neighbours
+from course_utils.plotting.evaluation import plot_gaussian_clouds, plot_model_comparison, show_nearest_neighbours
 from course_utils.plotting.gans import (
     LivePlot,
     plot_class_histograms,
@@ -63,4 +63,5 @@ __all__ = [
     "plot_guidance_sweep",
     "plot_gaussian_clouds",
     "show_nearest_neighbours",
+    "plot_model_comparison",
 ]

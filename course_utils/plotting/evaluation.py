@@ -65,3 +65,43 @@ def show_nearest_neighbours(
     axes[0, 0].set_ylabel("sample", fontsize=8)
     axes[1, 0].set_ylabel("nearest\ntraining", fontsize=8)
     return _finish(fig, title)
+
+
+def plot_model_comparison(
+    figures: dict[str, dict[str, float | None]],
+    metrics: Sequence[tuple[str, str]],
+    title: str | None = None,
+) -> Figure:
+    """One bar chart per metric, one bar per model: e.g. training time, sampling time and FID side by side.
+
+    ``figures`` maps a model's name to its numbers (``{"latent diffusion": {"fid": 31.0, ...}, ...}``); ``metrics``
+    lists ``(key, axis label)`` pairs in the order to draw them. A model without a number for a metric gets no bar
+    there and a "missing" note, so a comparison with a model not trained yet still draws.
+    """
+    if not figures or not metrics:
+        raise ValueError("give at least one model's figures and one (key, label) metric to compare")
+    names = list(figures)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.2), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (key, label) in zip(axes[0], metrics, strict=True):
+        for i, name in enumerate(names):
+            value = figures[name].get(key)
+            if value is None:
+                ax.text(
+                    i,
+                    0.05,
+                    "missing",
+                    transform=ax.get_xaxis_transform(),
+                    rotation=90,
+                    ha="center",
+                    va="bottom",
+                    fontsize=9,
+                    color="grey",
+                )
+                continue
+            ax.bar(i, value, color=colours[i % len(colours)])
+            ax.text(i, value, f"{value:.3g}", ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
+        ax.set_title(label, fontsize=10)
+        ax.margins(y=0.15)
+    return _finish(fig, title)

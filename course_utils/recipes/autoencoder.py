@@ -1,8 +1,9 @@
 """Recipes for autoencoders (notebook 01) and variational autoencoders (notebook 02).
 
 The settings of each model are one frozen object (:class:`AutoencoderConfig`, :class:`VAEConfig`); the
-course's choice lives in :func:`autoencoder_preset`, :func:`denoiser_preset` and :func:`vae_preset`, which
-the notebooks and notebook 08's scoreboard both call. Change one field with ``dataclasses.replace``.
+course's choice lives in :func:`autoencoder_preset`, :func:`denoiser_preset`, :func:`vae_preset` and
+:func:`cvae_preset` (the conditional VAE: ``kind='cvae'``), which the notebooks and notebook 08's
+scoreboard both call. Change one field with ``dataclasses.replace``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from course_utils import config, losses
 from course_utils.data import ImageData, is_small
 from course_utils.history import History
 from course_utils.loop import TrainingConfig, evaluating, fit
-from course_utils.models.autoencoder import VAE, Autoencoder, ConvAutoencoder, ConvVAE
+from course_utils.models.autoencoder import VAE, Autoencoder, ConditionalVAE, ConvAutoencoder, ConvVAE
 
 # =========================================================================== settings
 
@@ -39,7 +40,11 @@ class AutoencoderConfig(TrainingConfig):
 
 @dataclass(frozen=True, kw_only=True)
 class VAEConfig(TrainingConfig):
-    """A VAE's settings; the defaults are the classic 784-400-20 MLP. ``beta`` weighs the KL term."""
+    """A VAE's settings; the defaults are the classic 784-400-20 MLP. ``beta`` weighs the KL term.
+
+    ``kind``: ``'mlp'``, ``'conv'``, or ``'cvae'``: the MLP told each picture's class (a
+    :class:`~course_utils.models.ConditionalVAE`: label in, label out).
+    """
 
     kind: str = "mlp"
     latent_dim: int = 20
@@ -74,6 +79,17 @@ def vae_preset(data: ImageData) -> VAEConfig:
     if is_small(data.image_shape):
         return VAEConfig(latent_dim=8, width=128, images=images)
     return VAEConfig(latent_dim=20, width=400, images=images)
+
+
+def cvae_preset(data: ImageData) -> VAEConfig:
+    """Notebook 02's conditional VAE: :func:`vae_preset`'s network told the class, with a smaller code (8 numbers,
+    4 for the 8x8 digits: the less the code can hold, the more the decoder must follow the label), trained on
+    160,000 pictures (about 20 s on a laptop CPU; 4,000 in the fast profile)."""
+    plain = vae_preset(data)
+    latent_dim = 4 if is_small(data.image_shape) else 8
+    return VAEConfig(
+        kind="cvae", latent_dim=latent_dim, width=plain.width, images=config.by_profile(full=160_000, fast=4_000)
+    )
 
 
 # =========================================================================== steps
@@ -129,14 +145,19 @@ def autoencoder_step(
 
 
 def vae_step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, beta: float = 1.0
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    beta: float = 1.0,
+    labels: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """One optimisation step of a VAE on a batch of pictures in [0, 1].
 
     Encode each picture into its cloud ``(mu, logvar)``, draw one code from it (reparameterization),
     decode it, and minimise reconstruction + ``beta`` x KL: with ``beta=1`` the negative ELBO.
+    A conditional VAE is also shown each picture's class, ``labels``, by its encoder and its decoder.
     """
-    x_hat, mu, logvar = model(images)
+    x_hat, mu, logvar = model(images) if labels is None else model(images, labels)
     parts = losses.vae_loss(x_hat, images, mu, logvar, beta=beta)
     optimizer.zero_grad()
     parts.loss.backward()
@@ -149,14 +170,18 @@ def vae_step(
 
 def make_autoencoder(image_shape: tuple[int, int, int], settings: AutoencoderConfig | VAEConfig) -> nn.Module:
     """The model ``settings`` describe: an :class:`~course_utils.models.Autoencoder` or, for a :class:`VAEConfig`,
-    a :class:`~course_utils.models.VAE`; their convolutional versions with ``kind='conv'``. ``width`` is the hidden
-    layer's size of an MLP, or the number of channels of a convolutional model."""
+    a :class:`~course_utils.models.VAE`; their convolutional versions with ``kind='conv'``, and for a VAE with
+    ``kind='cvae'`` a :class:`~course_utils.models.ConditionalVAE`. ``width`` is the hidden layer's size of an MLP,
+    or the number of channels of a convolutional model."""
     mlp, conv = (VAE, ConvVAE) if isinstance(settings, VAEConfig) else (Autoencoder, ConvAutoencoder)
+    if settings.kind == "cvae" and isinstance(settings, VAEConfig):
+        return ConditionalVAE(image_shape, settings.latent_dim, hidden_dim=settings.width)
     if settings.kind == "mlp":
         return mlp(image_shape, settings.latent_dim, hidden_dim=settings.width)
     if settings.kind == "conv":
         return conv(image_shape, settings.latent_dim, channels=settings.width)
-    raise ValueError(f"kind must be 'mlp' or 'conv', got {settings.kind!r}")
+    kinds = "'mlp', 'conv' or 'cvae'" if isinstance(settings, VAEConfig) else "'mlp' or 'conv'"
+    raise ValueError(f"kind must be {kinds}, got {settings.kind!r}")
 
 
 def train_autoencoder(
@@ -193,20 +218,25 @@ def train_vae(
     """Train a VAE on ``data`` with :func:`vae_step` inside :func:`fit`; return ``(model, history)``.
 
     The history logs ``loss`` (reconstruction + ``beta`` x KL), ``reconstruction`` and ``kl`` in nats per
-    image. With ``checkpoint`` (e.g. ``checkpoints.checkpoint_path('vae', data)``) the run and its settings
-    are saved, and the next call resumes it, or simply loads it when it is finished.
+    image. With ``settings.kind='cvae'`` each batch's labels are shown to the model too. With ``checkpoint``
+    (e.g. ``checkpoints.checkpoint_path('vae', data)``) the run and its settings are saved, and the next call
+    resumes it, or simply loads it when it is finished.
     """
     config.seed_everything(settings.seed)  # the codes are drawn by PyTorch's global generator, which fit saves
     device = config.device()
     model = make_autoencoder(data.image_shape, settings).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
 
+    conditional = isinstance(model, ConditionalVAE)
+
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
-        return vae_step(model, optimizer, batch[0].to(device), beta=settings.beta)
+        labels = batch[1].to(device) if conditional else None
+        return vae_step(model, optimizer, batch[0].to(device), beta=settings.beta, labels=labels)
 
     loader = data.loader(settings.batch_size, seed=settings.seed)
     modules = {"model": model, "optimizer": optimizer}
-    desc = desc or (f"VAE (beta={settings.beta:g})" if settings.beta != 1 else "VAE")
+    name = "conditional VAE" if conditional else "VAE"
+    desc = desc or (f"{name} (beta={settings.beta:g})" if settings.beta != 1 else name)
     history = fit(step, loader, settings=settings, desc=desc, checkpoint=checkpoint, modules=modules)
     return model.eval(), history
 
@@ -214,13 +244,19 @@ def train_vae(
 # =========================================================================== using a trained model
 
 
-def encode_images(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """The code of each picture (N x latent_dim, on the CPU): ``encode(x)`` for an autoencoder, ``mu`` for a VAE."""
+def encode_images(
+    model: nn.Module, images: torch.Tensor, batch_size: int = 500, labels: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The code of each picture (N x latent_dim, on the CPU): ``encode(x)`` for an autoencoder, ``mu`` for a VAE.
+
+    A conditional VAE needs each picture's class too: ``labels``."""
     device = next(model.parameters()).device
+    conditional = _needs_labels(model, labels)
     codes = []
     with evaluating(model):
-        for chunk in images.split(batch_size):
-            code = model.encode(chunk.to(device))
+        for i, chunk in enumerate(images.split(batch_size)):
+            given = (labels[i * batch_size : i * batch_size + len(chunk)],) if conditional else ()
+            code = model.encode(chunk.to(device), *given)
             codes.append((code[0] if isinstance(code, tuple) else code).cpu())
     return torch.cat(codes)
 
@@ -232,28 +268,55 @@ def evaluate_vae(
 
     Each picture's code is drawn from its cloud with a seeded generator, as in training, so with
     ``beta=1`` ``loss`` is a one-sample estimate of the negative ELBO, comparable with the training loss.
+    A conditional VAE is told each picture's class (``data.labels``).
     """
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
+    conditional = isinstance(model, ConditionalVAE)
     totals = {"loss": 0.0, "reconstruction": 0.0, "kl": 0.0}
     with evaluating(model):
-        for chunk in data.images.split(batch_size):
+        for chunk, chunk_labels in zip(data.images.split(batch_size), data.labels.split(batch_size), strict=True):
             images = chunk.to(device)
-            mu, logvar = model.encode(images)
+            given = (chunk_labels,) if conditional else ()
+            mu, logvar = model.encode(images, *given)
             eps = torch.randn(mu.shape, generator=generator).to(device)
-            x_hat = model.decode(mu + torch.exp(0.5 * logvar) * eps)
+            x_hat = model.decode(mu + torch.exp(0.5 * logvar) * eps, *given)
             parts = losses.vae_loss(x_hat, images, mu, logvar, beta=beta)
             for key, value in zip(totals, parts, strict=True):
                 totals[key] += value.item() * len(chunk)
     return {key: value / len(data) for key, value in totals.items()}
 
 
-def sample_vae(model: VAE, n: int, seed: int = 0) -> torch.Tensor:
-    """``n`` brand-new pictures: codes drawn from the prior N(0, I), decoded. A CPU tensor in [0, 1]."""
+def sample_vae(model: VAE, n: int, seed: int = 0, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """``n`` brand-new pictures: codes drawn from the prior N(0, I), decoded. A CPU tensor in [0, 1].
+
+    A conditional VAE draws picture ``i`` as the digit ``labels[i]``; by default the classes in turn
+    (0, 1, ..., 9, 0, 1, ...), so every class gets its share.
+    """
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
     device = next(model.parameters()).device
     z = torch.randn(n, model.latent_dim, generator=torch.Generator().manual_seed(seed))
+    given: tuple[torch.Tensor, ...] = ()
+    if isinstance(model, ConditionalVAE):
+        labels = torch.arange(n) % model.num_classes if labels is None else torch.as_tensor(labels)
+        if labels.shape != (n,):
+            raise ValueError(f"one label per picture: n={n} but labels has shape {tuple(labels.shape)}")
+        given = (labels.to(device),)
+    elif labels is not None:
+        raise ValueError("this VAE is not conditional: it cannot be told labels (train one with cvae_preset)")
     with evaluating(model):
-        return model.decode(z.to(device)).cpu()
+        return model.decode(z.to(device), *given).cpu()
+
+
+def _needs_labels(model: nn.Module, labels: torch.Tensor | None) -> bool:
+    """Whether ``model`` is conditional; raises when labels are missing for one, or given to another."""
+    conditional = isinstance(model, ConditionalVAE)
+    if conditional and labels is None:
+        raise ValueError("a conditional VAE encodes a picture together with its class: pass labels=")
+    if not conditional and labels is not None:
+        raise ValueError(f"a {type(model).__name__} is not told classes: drop labels=")
+    return conditional
 
 
 def sample_autoencoder(model: nn.Module, n: int, seed: int = 0, like: torch.Tensor | None = None) -> torch.Tensor:

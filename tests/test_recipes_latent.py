@@ -1,0 +1,92 @@
+"""The latent-diffusion recipe: latents of unit variance, a denoiser that learns, guided and seeded sampling."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from course_utils.data import load_dataset
+from course_utils.guidance import ConditionalDiffusionModel
+from course_utils.models import LatentVAE
+from course_utils.recipes import latent
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", "train", limit=256, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def vae(digits):
+    settings = latent.LatentVAEConfig(latent_channels=2, channels=8, downsamples=1, images=12_800, beta=0.05, lr=5e-3)
+    model, history = latent.train_latent_vae(digits, settings)
+    return model, history
+
+
+def test_presets_fit_both_picture_sizes():
+    for data, grid in ((load_dataset("digits", verbose=False), (2, 4, 4)), (_mnist_like(), (4, 7, 7))):
+        vae_settings = latent.latent_vae_preset(data)
+        model = latent.make_latent_vae(data.image_shape, vae_settings)
+        assert model.latent_shape == grid
+        denoiser = latent.make_latent_diffusion(model.latent_shape, latent.latent_diffusion_preset(data))
+        assert isinstance(denoiser, ConditionalDiffusionModel) and denoiser.image_shape == grid
+        assert denoiser.null_label == 10 and denoiser.clip == 3.0
+
+
+def _mnist_like():
+    class Fake:  # only the shape matters to the presets
+        image_shape = (1, 28, 28)
+
+    return Fake()
+
+
+def test_the_vae_learns_and_its_latents_get_unit_variance(digits, vae):
+    model, history = vae
+    assert history.epochs["reconstruction"][-1] < 0.9 * history.epochs["reconstruction"][0]
+    raw = model.to_latent(digits.images, scaled=False)
+    assert float(model.latent_scale) == pytest.approx(1 / raw.std().item(), rel=0.05)
+    assert model.to_latent(digits.images).std().item() == pytest.approx(1.0, abs=0.05)
+    again, _ = latent.train_latent_vae(
+        digits, latent.LatentVAEConfig(latent_channels=2, channels=8, downsamples=1, images=12_800, beta=0.05, lr=5e-3)
+    )
+    assert float(again.latent_scale) == float(model.latent_scale)  # seeded: the same scale every time
+
+
+def test_encoded_clouds_are_the_scaled_clouds_of_the_vae(digits, vae):
+    model, _ = vae
+    mu, logvar = latent.encode_latents(model, digits.images[:50], batch_size=16)
+    raw_mu, raw_logvar = model.encode(digits.images[:50])
+    torch.testing.assert_close(mu, raw_mu.detach() * model.latent_scale)
+    torch.testing.assert_close((0.5 * logvar).exp(), (0.5 * raw_logvar.detach()).exp() * model.latent_scale)
+
+
+def test_the_denoiser_learns_and_samples_are_guided_batched_and_seeded(digits, vae):
+    model, _ = vae
+    settings = latent.LatentDiffusionConfig(channels=(16,), timesteps=100, warmup_steps=10, images=5_120)
+    denoiser, history = latent.train_latent_diffusion(digits, model, settings)
+    assert history.epochs["loss"][-1] < 0.8 * history.epochs["loss"][0]
+    pictures, latents = latent.sample_latent(model, denoiser, 12, w=2.0, seed=3, batch_size=5, return_latents=True)
+    assert pictures.shape == (12, 1, 8, 8) and latents.shape == (12, 2, 4, 4)
+    assert pictures.min() >= 0 and pictures.max() <= 1 and latents.abs().max() < 10
+    torch.testing.assert_close(pictures, latent.sample_latent(model, denoiser, 12, w=2.0, seed=3, batch_size=5))
+    assert not torch.equal(pictures, latent.sample_latent(model, denoiser, 12, w=2.0, seed=4))
+    asked = latent.sample_latent(model, denoiser, torch.tensor([7, 7, 1]), w=0.0, seed=0)
+    assert asked.shape == (3, 1, 8, 8)
+    with pytest.raises(ValueError, match="positive"):
+        latent.sample_latent(model, denoiser, 0)
+    other = LatentVAE((1, 8, 8), latent_channels=3, channels=4, downsamples=1)
+    with pytest.raises(ValueError, match="not trained together"):
+        latent.sample_latent(other, denoiser, 4)
+    with pytest.raises(TypeError, match="LatentVAE"):
+        latent.train_latent_diffusion(digits, object(), settings)
+
+
+def test_a_changed_setting_sets_the_old_denoiser_aside(digits, vae, tmp_path, capsys):
+    model, _ = vae
+    settings = latent.LatentDiffusionConfig(channels=(8,), timesteps=50, max_steps=2)
+    path = tmp_path / "denoiser.pt"
+    latent.train_latent_diffusion(digits, model, settings, checkpoint=path)
+    latent.train_latent_diffusion(digits, model, dataclasses.replace(settings, p_uncond=0.2), checkpoint=path)
+    assert "p_uncond" in capsys.readouterr().out and (tmp_path / "denoiser.stale.pt").exists()
