@@ -230,7 +230,7 @@ def train_vae(
     conditional = isinstance(model, ConditionalVAE)
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
-        labels = batch[1].to(device) if conditional else None
+        labels = batch[1] if conditional else None  # the model makes its one-hot rows and moves them itself
         return vae_step(model, optimizer, batch[0].to(device), beta=settings.beta, labels=labels)
 
     loader = data.loader(settings.batch_size, seed=settings.seed)
@@ -302,7 +302,7 @@ def sample_vae(model: VAE, n: int, seed: int = 0, labels: torch.Tensor | None = 
         labels = torch.arange(n) % model.num_classes if labels is None else torch.as_tensor(labels)
         if labels.shape != (n,):
             raise ValueError(f"one label per picture: n={n} but labels has shape {tuple(labels.shape)}")
-        given = (labels.to(device),)
+        given = (labels,)  # one-hot rows are made on the CPU and moved by the model
     elif labels is not None:
         raise ValueError("this VAE is not conditional: it cannot be told labels (train one with cvae_preset)")
     with evaluating(model):
