@@ -69,18 +69,18 @@ def conditional_diffusion_loss(
     labels: torch.Tensor,
     schedule: NoiseSchedule,
     null_label: int,
-    p_uncond: float = 0.1,
+    label_dropout: float = 0.1,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """DDPM's simple loss (see :func:`course_utils.diffusion.diffusion_loss`), told the class of each image.
 
-    Each label is hidden (replaced by ``null_label``) with probability ``p_uncond`` first.
+    Each label is hidden (replaced by ``null_label``) with probability ``label_dropout`` first.
     """
     if labels.shape != (x0.shape[0],):
         raise ValueError(f"labels must hold one class per image, shape ({x0.shape[0]},); got {tuple(labels.shape)}")
     t = torch.randint(0, schedule.timesteps, (x0.shape[0],), generator=generator).to(x0.device)
     noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
-    shown = drop_labels(labels, p_uncond, null_label, generator).to(x0.device)
+    shown = drop_labels(labels, label_dropout, null_label, generator).to(x0.device)
     return F.mse_loss(model(q_sample(x0, t, noise, schedule), t, shown), noise)
 
 

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _blobs(n=64, size=8):
-    """Tiny 8x8 'digits': a bright square at one of two places, so a few steps learn something."""
+    """Tiny 8x8 'digits' of two classes: a bright square top left (class 0) or bottom right (class 1), so a few
+    steps learn something (the guided recipe's tests use the labels too)."""
     images = torch.zeros(n, 1, size, size)
     labels = torch.arange(n) % 2
     images[labels == 0, :, 1:4, 1:4] = 1.0

@@ -4,15 +4,15 @@ from dataclasses import replace
 
 import pytest
 import torch
+from test_recipes_diffusion import _blobs  # two classes of tiny squares, shared with its tests
 
 from course_utils import checkpoints, guidance
-from course_utils.data import ImageData
+from course_utils.data import ImageData, to_signed
 from course_utils.recipes import diffusion as diffusion_recipe
 from course_utils.recipes.guided import (
     GUIDANCE,
     GuidedDiffusionConfig,
     guided_preset,
-    guided_step,
     make_guided_diffusion,
     sample_guided,
     train_guided_diffusion,
@@ -23,15 +23,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = GuidedDiffusionConfig(
     channels=(8, 16), timesteps=50, sample_steps=5, warmup_steps=4, batch_size=32, bf16=False, num_classes=2
 )
-
-
-def _blobs(n=64, size=8):
-    """Tiny 8x8 'digits' of two classes: a bright square top left (class 0) or bottom right (class 1)."""
-    images = torch.zeros(n, 1, size, size)
-    labels = torch.arange(n) % 2
-    images[labels == 0, :, 1:4, 1:4] = 1.0
-    images[labels == 1, :, 4:7, 4:7] = 1.0
-    return ImageData(images, labels, "digits", "test blobs")
 
 
 def test_settings_are_checked_and_the_preset_is_notebook_05s_model_told_the_digit():
@@ -58,23 +49,25 @@ def test_the_model_is_a_conditional_unet_with_a_no_label_token():
     assert model.net.label_embedding.num_embeddings == 3 and model.clip == 1.0
 
 
-def test_guided_step_lowers_the_loss_and_hides_labels_with_the_generator():
+def test_a_labelled_denoiser_step_lowers_the_loss_and_hides_labels_with_the_generator():
     torch.manual_seed(0)
     data = _blobs()
     model = make_guided_diffusion((1, 8, 8), TINY)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     ema = diffusion_recipe.EMA(model)
     g = torch.Generator().manual_seed(0)
-    losses = [guided_step(model, optimizer, data.images, data.labels, 0.1, ema, g)["loss"] for _ in range(40)]
+    x0 = to_signed(data.images)
+    step = diffusion_recipe.denoiser_step
+    losses = [step(model, optimizer, x0, ema, g, data.labels, label_dropout=0.1)["loss"] for _ in range(40)]
     assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:5]) / 5 and ema.updates == 40
     # The labels really reach the network: the same step with other labels gives another loss.
     state = torch.Generator().manual_seed(5).get_state()
     model_copy = make_guided_diffusion((1, 8, 8), TINY)
     model_copy.load_state_dict(model.state_dict())
     opt = torch.optim.SGD(model_copy.parameters(), lr=0.0)
-    same = guided_step(model_copy, opt, data.images, data.labels, 0.0, generator=torch.Generator().set_state(state))
+    same = step(model_copy, opt, x0, None, torch.Generator().set_state(state), data.labels)
     flipped = 1 - data.labels
-    other = guided_step(model_copy, opt, data.images, flipped, 0.0, generator=torch.Generator().set_state(state))
+    other = step(model_copy, opt, x0, None, torch.Generator().set_state(state), flipped)
     assert same["loss"] != other["loss"]
 
 
@@ -139,8 +132,9 @@ def test_load_diffusion_finds_notebook_05s_model_or_says_none(tmp_path):
     settings = diffusion_recipe.DiffusionConfig(channels=(8, 16), timesteps=20, sample_steps=4, bf16=False, epochs=1)
     path = checkpoints.checkpoint_path("diffusion", data)
     assert diffusion_recipe.load_diffusion(data, settings) is None
-    model, _ = diffusion_recipe.train_diffusion(data, settings, checkpoint=path)
-    loaded = diffusion_recipe.load_diffusion(data, settings)
+    model, history = diffusion_recipe.train_diffusion(data, settings, checkpoint=path)
+    loaded, loaded_history = diffusion_recipe.load_diffusion(data, settings)
+    assert loaded_history.seconds == history.seconds and len(loaded_history.epochs) == 1
     for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert diffusion_recipe.load_diffusion(data, replace(settings, channels=(8, 8))) is None  # other settings

@@ -88,5 +88,5 @@ def test_a_changed_setting_sets_the_old_denoiser_aside(digits, vae, tmp_path, ca
     settings = latent.LatentDiffusionConfig(channels=(8,), timesteps=50, max_steps=2)
     path = tmp_path / "denoiser.pt"
     latent.train_latent_diffusion(digits, model, settings, checkpoint=path)
-    latent.train_latent_diffusion(digits, model, dataclasses.replace(settings, p_uncond=0.2), checkpoint=path)
-    assert "p_uncond" in capsys.readouterr().out and (tmp_path / "denoiser.stale.pt").exists()
+    latent.train_latent_diffusion(digits, model, dataclasses.replace(settings, label_dropout=0.2), checkpoint=path)
+    assert "label_dropout" in capsys.readouterr().out and (tmp_path / "denoiser.stale.pt").exists()

@@ -8,6 +8,7 @@ The maths (schedules, the forward process, the samplers) lives in :mod:`course_u
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from course_utils import checkpoints, config, diffusion
+from course_utils import checkpoints, config, diffusion, guidance
 from course_utils.data import ImageData, to_signed, to_unit
 from course_utils.history import History
 from course_utils.loop import TrainingConfig, evaluating, fit
@@ -86,6 +87,37 @@ class EMA:
         self.updates, self.decay = int(state["updates"]), float(state["decay"])
 
 
+def denoiser_step(
+    model: diffusion.DiffusionModel,
+    optimizer: torch.optim.Optimizer,
+    x0: torch.Tensor,
+    ema: EMA | None = None,
+    generator: torch.Generator | None = None,
+    labels: torch.Tensor | None = None,
+    label_dropout: float = 0.0,
+) -> dict[str, float]:
+    """One optimisation step of a noise predictor on clean data ``x0`` in its own space (pictures in [-1, 1],
+    or scaled latents): noise each item to a random step ``t``, ask the network for the noise, and nudge the
+    weights to shrink the squared error. Then move the weight average ``ema`` one step along.
+
+    With ``labels`` the network is told each item's class, except for a share ``label_dropout`` of them, which
+    get the "no label" token (:func:`course_utils.guidance.conditional_diffusion_loss`); ``generator`` draws
+    the timesteps, the noise and which labels to hide.
+    """
+    if labels is None:
+        loss = diffusion.diffusion_loss(model, x0, model.schedule, generator=generator)
+    else:
+        loss = guidance.conditional_diffusion_loss(
+            model, x0, labels, model.schedule, model.null_label, label_dropout, generator
+        )
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    if ema is not None:
+        ema.update(model)
+    return {"loss": loss.item()}
+
+
 def diffusion_step(
     model: diffusion.DiffusionModel,
     optimizer: torch.optim.Optimizer,
@@ -93,19 +125,9 @@ def diffusion_step(
     ema: EMA | None = None,
     generator: torch.Generator | None = None,
 ) -> dict[str, float]:
-    """One optimisation step of a diffusion model on a batch of pictures in [0, 1].
-
-    Scale the pictures to [-1, 1], noise each one to a random step ``t``, ask the network for the
-    noise, and nudge the weights to shrink the squared error (see :func:`course_utils.diffusion.diffusion_loss`).
-    Then move the weight average ``ema`` one step along.
-    """
-    loss = diffusion.diffusion_loss(model, to_signed(images), model.schedule, generator=generator)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    if ema is not None:
-        ema.update(model)
-    return {"loss": loss.item()}
+    """One optimisation step of notebook 05's diffusion model on a batch of pictures in [0, 1]: scale them to
+    [-1, 1] and take a :func:`denoiser_step` (see :func:`course_utils.diffusion.diffusion_loss`)."""
+    return denoiser_step(model, optimizer, to_signed(images), ema, generator)
 
 
 def make_diffusion(image_shape: tuple[int, int, int], settings: DiffusionConfig) -> diffusion.DiffusionModel:
@@ -136,27 +158,54 @@ def train_diffusion(
     the run and its settings are saved, and the next call resumes it, or simply loads it when it is finished.
     """
     noise = config.seed_everything(settings.seed)
-    device = config.device()
-    model = make_diffusion(data.image_shape, settings).to(device)
+    model = make_diffusion(data.image_shape, settings).to(config.device())
+
+    def clean_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, None]:
+        return to_signed(batch[0]), None  # the labels are not used: diffusion learns P(x)
+
+    loader = data.loader(settings.batch_size, seed=settings.seed)
+    return train_denoiser(model, settings, loader, clean_batch, noise, checkpoint=checkpoint, desc=desc or "diffusion")
+
+
+def train_denoiser(
+    model: diffusion.DiffusionModel,
+    settings: DiffusionConfig,
+    loader: Iterable,
+    clean_batch: Callable[[Any], tuple[torch.Tensor, torch.Tensor | None]],
+    noise: torch.Generator,
+    label_dropout: float = 0.0,
+    *,
+    checkpoint: str | Path | None = None,
+    desc: str = "denoiser",
+) -> tuple[diffusion.DiffusionModel, History]:
+    """The training loop every diffusion recipe shares: Adam with a warm-up, :func:`denoiser_step` on each batch,
+    a weight average (:class:`EMA`), all inside :func:`fit`. Returns ``(ema_model, history)``.
+
+    ``clean_batch(batch)`` turns a batch of the ``loader`` into ``(x0, labels)``: the clean data in the model's
+    space and the classes (None for an unconditional model). ``noise`` is the seeded generator that draws the
+    timesteps, the noise and the hidden labels (a share ``label_dropout`` of them); the checkpoint keeps it, so a
+    resumed run is exact.
+    """
+    device = config.device_of(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     ema = EMA(model, settings.ema_decay)
 
-    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
-        images = batch[0].to(device)  # the labels are not used: diffusion learns P(x)
+    def step(batch: Any) -> dict[str, float]:
+        x0, labels = clean_batch(batch)
         _warmup(optimizer, settings.lr, settings.warmup_steps)
-        return diffusion_step(model, optimizer, images, ema, generator=noise)
+        labels = None if labels is None else labels.to(device)
+        return denoiser_step(model, optimizer, x0.to(device), ema, noise, labels, label_dropout)
 
-    loader = data.loader(settings.batch_size, seed=settings.seed)
     modules = {"model": model, "ema": ema, "optimizer": optimizer, "noise": noise}
-    desc = desc or "diffusion"
     history = fit(step, loader, settings=settings, desc=desc, checkpoint=checkpoint, modules=modules)
     return ema.model.eval(), history
 
 
 def load_diffusion(
     data: ImageData, settings: DiffusionConfig | None = None, checkpoint: str | Path | None = None
-) -> diffusion.DiffusionModel | None:
-    """The weight average of a diffusion model saved by :func:`train_diffusion`, or None when there is none.
+) -> tuple[diffusion.DiffusionModel, History] | None:
+    """The weight average of a diffusion model saved by :func:`train_diffusion` and its training history, or None
+    when there is none.
 
     By default notebook 05's model: ``checkpoint_path('diffusion', data)`` with :func:`diffusion_preset`'s
     settings. Nothing is trained: a run stopped early is loaded as it is, and a file saved with other
@@ -168,10 +217,10 @@ def load_diffusion(
         return None
     ema = EMA(make_diffusion(data.image_shape, settings), settings.ema_decay)
     try:
-        checkpoints.load_checkpoint(path, {"ema": ema}, settings=settings.model_settings())
+        extra = checkpoints.load_checkpoint(path, {"ema": ema}, settings=settings.model_settings())
     except checkpoints.CheckpointMismatchError:
         return None
-    return ema.model.to(config.device()).eval()
+    return ema.model.to(config.device()).eval(), History.from_dict(extra["history"])
 
 
 def sample_diffusion(

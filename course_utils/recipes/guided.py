@@ -20,9 +20,9 @@ import torch
 from course_utils import config, diffusion, guidance
 from course_utils.data import ImageData, to_signed, to_unit
 from course_utils.history import History
-from course_utils.loop import evaluating, fit
+from course_utils.loop import evaluating
 from course_utils.models.unet import UNet
-from course_utils.recipes.diffusion import EMA, DiffusionConfig, _warmup
+from course_utils.recipes.diffusion import DiffusionConfig, train_denoiser
 
 GUIDANCE = 2.0
 """The course's guidance scale ``w``. Measured on MNIST 28x28 with these settings trained on 64,000 pictures: the
@@ -32,16 +32,20 @@ critic recognised the asked-for digit in 98% of 500 samples, with the best FID o
 @dataclass(frozen=True, kw_only=True)
 class GuidedDiffusionConfig(DiffusionConfig):
     """A class-conditional diffusion model's settings: :class:`DiffusionConfig`'s, plus ``num_classes`` (the
-    labels run over ``0 .. num_classes - 1``; one more embedding is the "no label" token) and ``label_dropout``,
-    the share of training labels hidden so that the same network also learns to draw any digit."""
+    labels run over ``0 .. num_classes - 1``; one more embedding is the "no label" token), ``label_dropout``,
+    the share of training labels hidden so that the same network also learns to draw any digit, and ``clip``,
+    the range ``[-clip, clip]`` each guess of the clean data is kept in while sampling (1 for pixels)."""
 
     num_classes: int = 10
     label_dropout: float = 0.1
+    clip: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not isinstance(self.num_classes, int) or self.num_classes < 1:
             raise ValueError(f"num_classes must be a positive integer, got {self.num_classes!r}")
+        if self.clip is not None and self.clip <= 0:
+            raise ValueError(f"clip must be positive (1 for pixels in [-1, 1]) or None, got {self.clip}")
         if not 0.0 <= self.label_dropout < 1.0:
             raise ValueError(
                 f"label_dropout must be in [0, 1) (about 0.1: hide one label in ten), got {self.label_dropout}"
@@ -62,71 +66,48 @@ def guided_preset(data: ImageData) -> GuidedDiffusionConfig:
 def make_guided_diffusion(
     image_shape: tuple[int, int, int], settings: GuidedDiffusionConfig
 ) -> guidance.ConditionalDiffusionModel:
-    """A :class:`~course_utils.guidance.ConditionalDiffusionModel` around a class-conditional U-Net, as set."""
+    """A :class:`~course_utils.guidance.ConditionalDiffusionModel` around a class-conditional U-Net, as set
+    (``image_shape`` is a picture's, or a latent grid's for the capstone's denoiser)."""
     bf16 = diffusion.bf16_is_fast(config.device()) if settings.bf16 == "auto" else bool(settings.bf16)
     net = UNet(image_shape, channels=settings.channels, num_classes=settings.num_classes)
     return guidance.ConditionalDiffusionModel(
-        net, settings.timesteps, settings.schedule, settings.sample_steps, bf16, settings.sample_eta, clip=1.0
+        net, settings.timesteps, settings.schedule, settings.sample_steps, bf16, settings.sample_eta, settings.clip
     )
-
-
-def guided_step(
-    model: guidance.ConditionalDiffusionModel,
-    optimizer: torch.optim.Optimizer,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    label_dropout: float,
-    ema: EMA | None = None,
-    generator: torch.Generator | None = None,
-) -> dict[str, float]:
-    """One optimisation step on pictures in [0, 1] and their classes.
-
-    As :func:`course_utils.recipes.diffusion.diffusion_step`, but the network is told each picture's class,
-    except for a share ``label_dropout`` of them, which get the "no label" token
-    (:func:`course_utils.guidance.conditional_diffusion_loss`). ``generator`` draws the timesteps, the noise
-    and which labels to hide.
-    """
-    loss = guidance.conditional_diffusion_loss(
-        model, to_signed(images), labels, model.schedule, model.null_label, label_dropout, generator
-    )
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    if ema is not None:
-        ema.update(model)
-    return {"loss": loss.item()}
 
 
 def train_guided_diffusion(
     data: ImageData, settings: GuidedDiffusionConfig, *, checkpoint: str | Path | None = None, desc: str | None = None
 ) -> tuple[guidance.ConditionalDiffusionModel, History]:
-    """Train a class-conditional diffusion model on ``data`` (pictures and labels) with :func:`guided_step`.
+    """Train a class-conditional diffusion model on ``data`` (pictures and labels) with
+    :func:`~course_utils.recipes.diffusion.train_denoiser`: each step shows the network each picture's class,
+    except for a share ``settings.label_dropout`` of them, which get the "no label" token.
 
     Returns ``(ema_model, history)``, the moving average of the weights. With ``checkpoint`` (e.g.
     ``checkpoints.checkpoint_path('guided_diffusion', data)``) the run and its settings are saved, and the
     next call resumes it exactly (the generator that draws noise and hides labels is saved too), or simply
     loads it when it is finished.
     """
-    if int(data.labels.max()) >= settings.num_classes:
-        raise ValueError(
-            f"the data has labels up to {int(data.labels.max())} but settings.num_classes is {settings.num_classes}"
-        )
+    check_labels(data.labels, settings.num_classes)
     noise = config.seed_everything(settings.seed)
-    device = config.device()
-    model = make_guided_diffusion(data.image_shape, settings).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    ema = EMA(model, settings.ema_decay)
+    model = make_guided_diffusion(data.image_shape, settings).to(config.device())
 
-    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
-        images, labels = batch[0].to(device), batch[1].to(device)
-        _warmup(optimizer, settings.lr, settings.warmup_steps)
-        return guided_step(model, optimizer, images, labels, settings.label_dropout, ema, generator=noise)
+    def clean_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return to_signed(batch[0]), batch[1]
 
     loader = data.loader(settings.batch_size, seed=settings.seed)
-    modules = {"model": model, "ema": ema, "optimizer": optimizer, "noise": noise}
     desc = desc or "guided diffusion"
-    history = fit(step, loader, settings=settings, desc=desc, checkpoint=checkpoint, modules=modules)
-    return ema.model.eval(), history
+    return train_denoiser(
+        model, settings, loader, clean_batch, noise, settings.label_dropout, checkpoint=checkpoint, desc=desc
+    )
+
+
+def check_labels(labels: torch.Tensor, num_classes: int) -> None:
+    """Raise a clear error when the data's classes do not fit a model of ``num_classes`` classes."""
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(
+            f"the data has labels {int(labels.min())} .. {int(labels.max())} but settings.num_classes is "
+            f"{num_classes}: labels must lie in 0 .. {num_classes - 1}"
+        )
 
 
 def sample_guided(

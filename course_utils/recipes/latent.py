@@ -14,14 +14,15 @@ from pathlib import Path
 
 import torch
 
-from course_utils import checkpoints, config, diffusion, losses
+from course_utils import config
 from course_utils.data import ImageData, is_small, make_loader
-from course_utils.guidance import ConditionalDiffusionModel, conditional_diffusion_loss
+from course_utils.guidance import ConditionalDiffusionModel
 from course_utils.history import History
 from course_utils.loop import TrainingConfig, evaluating, fit
 from course_utils.models.latent import LatentVAE
-from course_utils.models.unet import UNet
-from course_utils.recipes.diffusion import EMA, _warmup, diffusion_preset, make_diffusion
+from course_utils.recipes.autoencoder import vae_step
+from course_utils.recipes.diffusion import train_denoiser
+from course_utils.recipes.guided import GuidedDiffusionConfig, check_labels, make_guided_diffusion
 
 # =========================================================================== settings
 
@@ -40,25 +41,17 @@ class LatentVAEConfig(TrainingConfig):
 
 
 @dataclass(frozen=True, kw_only=True)
-class LatentDiffusionConfig(TrainingConfig):
-    """The second stage's settings: a class-conditional U-Net of ``channels`` on the latent grid, the noise
-    schedule, Adam's ``lr`` after ``warmup_steps``, the weight average's ``ema_decay``, how often the label is
-    hidden in training (``p_uncond``), and how it samples: ``sample_steps`` DDIM steps with DDIM's ``sample_eta``,
-    guidance scale ``guidance`` and each guess of the clean latents kept in ``[-clip, clip]`` (about 3 for latents
-    of unit variance)."""
+class LatentDiffusionConfig(GuidedDiffusionConfig):
+    """The second stage's settings: :class:`~course_utils.recipes.guided.GuidedDiffusionConfig`'s (a
+    class-conditional U-Net, here on the latent grid, its noise schedule, training and sampler), plus the guidance
+    scale ``guidance`` it samples with. Each guess of the clean latents is kept in ``[-clip, clip]``: about 3 for
+    latents of unit variance. The U-Net on a 7x7 grid is too small to gain from bfloat16, which stays off."""
 
     channels: tuple[int, ...] = (32,)
-    num_classes: int = 10
-    timesteps: int = 1000
-    schedule: str = "cosine"
-    lr: float = 2e-3
-    warmup_steps: int = 100
-    ema_decay: float = 0.995
-    p_uncond: float = 0.1
     sample_steps: int = 10
-    sample_eta: float = 1.0
-    guidance: float = 3.0
+    bf16: bool | str = False
     clip: float = 3.0
+    guidance: float = 3.0
 
 
 def latent_vae_preset(data: ImageData) -> LatentVAEConfig:
@@ -90,23 +83,12 @@ def make_latent_vae(image_shape: tuple[int, int, int], settings: LatentVAEConfig
     return LatentVAE(image_shape, settings.latent_channels, settings.channels, settings.downsamples)
 
 
-def latent_vae_step(
-    model: LatentVAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, beta: float = 1.0
-) -> dict[str, float]:
-    """One optimisation step of the latent VAE: reconstruction + ``beta`` x KL, summed over every latent of the grid
-    (notebook 02's objective; only the code is a grid instead of a vector)."""
-    x_hat, mu, logvar = model(images)
-    parts = losses.vae_loss(x_hat, images, mu, logvar, beta=beta)
-    optimizer.zero_grad()
-    parts.loss.backward()
-    optimizer.step()
-    return {"loss": parts.loss.item(), "reconstruction": parts.reconstruction.item(), "kl": parts.kl.item()}
-
-
 def train_latent_vae(
     data: ImageData, settings: LatentVAEConfig, *, checkpoint: str | Path | None = None, desc: str | None = None
 ) -> tuple[LatentVAE, History]:
-    """Train the first stage on ``data`` with :func:`latent_vae_step` inside :func:`fit`; return ``(vae, history)``.
+    """Train the first stage on ``data`` with notebook 02's :func:`~course_utils.recipes.autoencoder.vae_step`
+    inside :func:`fit` (reconstruction + ``beta`` x KL, summed over every latent of the grid); return
+    ``(vae, history)``.
 
     At the end the latent scale is set from the training pictures (:meth:`LatentVAE.fit_scale`, seeded), so that
     :meth:`~LatentVAE.to_latent` gives latents of unit variance. With ``checkpoint`` the run and its settings are
@@ -118,7 +100,7 @@ def train_latent_vae(
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
-        return latent_vae_step(model, optimizer, batch[0].to(device), beta=settings.beta)
+        return vae_step(model, optimizer, batch[0].to(device), beta=settings.beta)
 
     loader = data.loader(settings.batch_size, seed=settings.seed)
     modules = {"model": model, "optimizer": optimizer}
@@ -150,33 +132,7 @@ def make_latent_diffusion(
     latent_shape: tuple[int, int, int], settings: LatentDiffusionConfig
 ) -> ConditionalDiffusionModel:
     """A :class:`~course_utils.guidance.ConditionalDiffusionModel` around a class-conditional U-Net of the latents."""
-    net = UNet(latent_shape, channels=settings.channels, num_classes=settings.num_classes)
-    return ConditionalDiffusionModel(
-        net, settings.timesteps, settings.schedule, settings.sample_steps, False, settings.sample_eta, settings.clip
-    )
-
-
-def latent_diffusion_step(
-    model: ConditionalDiffusionModel,
-    optimizer: torch.optim.Optimizer,
-    latents: torch.Tensor,
-    labels: torch.Tensor,
-    ema: EMA | None = None,
-    p_uncond: float = 0.1,
-    generator: torch.Generator | None = None,
-) -> dict[str, float]:
-    """One optimisation step of the denoiser on a batch of (scaled) latents and their classes: noise each latent
-    grid to a random step, hide each label with probability ``p_uncond``, and learn to guess the noise
-    (:func:`course_utils.guidance.conditional_diffusion_loss`). Then move the weight average ``ema`` along."""
-    loss = conditional_diffusion_loss(
-        model, latents, labels, model.schedule, model.null_label, p_uncond=p_uncond, generator=generator
-    )
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    if ema is not None:
-        ema.update(model)
-    return {"loss": loss.item()}
+    return make_guided_diffusion(latent_shape, settings)
 
 
 def train_latent_diffusion(
@@ -190,30 +146,28 @@ def train_latent_diffusion(
     """Train the denoiser in ``vae``'s latent space on ``data``'s pictures and labels; return ``(ema_model, history)``.
 
     The pictures are encoded once (:func:`encode_latents`); each step draws fresh latents from their clouds, as
-    Stable Diffusion does, with the seeded ``noise`` generator the checkpoint keeps. With ``checkpoint`` the run and
-    its settings are saved, and the next call resumes it, or simply loads it when it is finished.
+    Stable Diffusion does, with the seeded ``noise`` generator the checkpoint keeps, and hides a share
+    ``settings.label_dropout`` of the labels (:func:`~course_utils.recipes.diffusion.train_denoiser`). With
+    ``checkpoint`` the run and its settings are saved, and the next call resumes it, or simply loads it when it is
+    finished.
     """
     if not isinstance(vae, LatentVAE):
         raise TypeError(f"train_latent_diffusion needs the LatentVAE of the first stage, got {type(vae).__name__}")
+    check_labels(data.labels, settings.num_classes)
     noise = config.seed_everything(settings.seed)
-    device = config.device()
     mu, logvar = encode_latents(vae, data.images)
-    model = make_latent_diffusion(vae.latent_shape, settings).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    ema = EMA(model, settings.ema_decay)
+    model = make_latent_diffusion(vae.latent_shape, settings).to(config.device())
 
-    def step(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> dict[str, float]:
+    def clean_batch(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         batch_mu, batch_logvar, labels = batch
         eps = torch.randn(batch_mu.shape, generator=noise)  # one draw from each cloud (on the CPU: seeded anywhere)
-        latents = (batch_mu + (0.5 * batch_logvar).exp() * eps).to(device)
-        _warmup(optimizer, settings.lr, settings.warmup_steps)
-        return latent_diffusion_step(model, optimizer, latents, labels.to(device), ema, settings.p_uncond, noise)
+        return batch_mu + (0.5 * batch_logvar).exp() * eps, labels
 
     loader = make_loader(mu, logvar, data.labels, batch_size=settings.batch_size, seed=settings.seed)
-    modules = {"model": model, "ema": ema, "optimizer": optimizer, "noise": noise}
     desc = desc or "latent denoiser"
-    history = fit(step, loader, settings=settings, desc=desc, checkpoint=checkpoint, modules=modules)
-    return ema.model.eval(), history
+    return train_denoiser(
+        model, settings, loader, clean_batch, noise, settings.label_dropout, checkpoint=checkpoint, desc=desc
+    )
 
 
 @torch.no_grad()
@@ -258,18 +212,3 @@ def sample_latent(
             pictures.append(vae.from_latent(z).cpu())
     images = torch.cat(pictures)
     return (images, torch.cat(latents)) if return_latents else images
-
-
-def load_pixel_diffusion(data: ImageData) -> tuple[diffusion.DiffusionModel, float] | None:
-    """Notebook 05's pixel-space diffusion model for ``data`` and its training time in seconds, to compare with;
-    None when it has not been trained in this profile (or was saved with other settings). Nothing is trained."""
-    settings = diffusion_preset(data)
-    path = checkpoints.checkpoint_path("diffusion", data)
-    if not path.exists():
-        return None
-    ema = EMA(make_diffusion(data.image_shape, settings), settings.ema_decay)
-    try:
-        extra = checkpoints.load_checkpoint(path, {"ema": ema}, settings=settings.model_settings())
-    except checkpoints.CheckpointMismatchError:
-        return None
-    return ema.model.to(config.device()).eval(), float(History.from_dict(extra["history"]).seconds)
