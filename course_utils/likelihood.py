@@ -87,6 +87,25 @@ def bits_per_dim(log_likelihood_nats: torch.Tensor, n_dims: int, levels: int | N
     return -(log_likelihood_nats - bin_volume) / (n_dims * LN2)
 
 
+def kernel_density_log_likelihood(
+    queries: torch.Tensor, centres: torch.Tensor, bandwidth: float, chunk: int = 256
+) -> torch.Tensor:
+    """``log p(x)`` of each query (nats) under an equal mixture of ``N(centre, bandwidth^2 I)``, one per centre.
+
+    A Parzen window, or kernel density estimate: with a small ``bandwidth`` it is the model that hands back its
+    training pictures with a hair of noise. Pictures of any shape are flattened; computed in float64.
+    """
+    if bandwidth <= 0:
+        raise ValueError(f"bandwidth must be positive, got {bandwidth}")
+    queries, centres = queries.flatten(1).double(), centres.flatten(1).double()
+    if queries.shape[1] != centres.shape[1]:
+        raise ValueError(f"queries and centres must have as many pixels, got {queries.shape[1]} and {centres.shape[1]}")
+    n_dims = queries.shape[1]
+    normaliser = math.log(len(centres)) + 0.5 * n_dims * math.log(2 * math.pi * bandwidth**2)
+    rows = [torch.logsumexp(-torch.cdist(q, centres).pow(2) / (2 * bandwidth**2), dim=1) for q in queries.split(chunk)]
+    return torch.cat(rows) - normaliser
+
+
 def discretised_gaussian_log_likelihood(
     x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor | float, levels: int
 ) -> torch.Tensor:

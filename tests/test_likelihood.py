@@ -153,6 +153,20 @@ def test_gaussian_artist_on_digits_has_a_sensible_bits_per_dim():
     assert 0 < float(bpd.mean()) < math.log2(17)  # a normalised density, and far better than a uniform guess
 
 
+def test_kernel_density_matches_a_mixture_of_gaussians_and_integrates_to_one():
+    centres = torch.tensor([[0.2, 0.3], [0.7, 0.9], [0.5, 0.1]], dtype=torch.float64)
+    queries = torch.rand(10, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    components = torch.distributions.MultivariateNormal(centres, 0.1**2 * torch.eye(2, dtype=torch.float64))
+    reference = torch.logsumexp(components.log_prob(queries.unsqueeze(1)), 1) - math.log(3)
+    assert torch.allclose(likelihood.kernel_density_log_likelihood(queries, centres, 0.1, chunk=3), reference)
+    axis = torch.linspace(-1, 2, 601, dtype=torch.float64)
+    grid = torch.cartesian_prod(axis, axis)
+    mass = likelihood.kernel_density_log_likelihood(grid, centres, 0.1).exp().sum() * float(axis[1] - axis[0]) ** 2
+    assert float(mass) == pytest.approx(1.0, abs=1e-4)
+    with pytest.raises(ValueError, match="bandwidth"):
+        likelihood.kernel_density_log_likelihood(queries, centres, 0.0)
+
+
 # --------------------------------------------------------------------------- the diffusion bound
 
 
