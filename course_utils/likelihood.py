@@ -25,6 +25,10 @@ poor samples, or the reverse, so likelihood and sample quality must be measured 
 (how well the network undoes one step) and ``L_0 = -log p(x_0 | x_1)``, a Gaussian integrated over each pixel's
 bin (a *discretised* decoder). This is the bound of the network's ``T``-step ancestral sampler
 (:func:`course_utils.diffusion.ddpm_sample`), whose step ``t`` has the posterior variance.
+
+The Gaussian artist's density is :meth:`course_utils.models.GaussianArtist.log_density`; the VAE's bound is
+:func:`course_utils.losses.importance_weighted_bound` with ``decoder='continuous_bernoulli'``;
+:func:`kernel_density_log_likelihood` is the density of a model that traces its training pictures.
 """
 
 from __future__ import annotations
