@@ -116,22 +116,71 @@ def log_mean_exp(values: torch.Tensor, dim: int = 0) -> torch.Tensor:
     return torch.logsumexp(values, dim=dim) - math.log(values.shape[dim])
 
 
+def continuous_bernoulli_log_normaliser(probs: torch.Tensor) -> torch.Tensor:
+    """``log C(lambda)`` per pixel: what turns the Bernoulli formula into a density on grey values in [0, 1].
+
+    ``lambda^x (1 - lambda)^(1 - x)`` integrates over ``x`` in [0, 1] to ``1 / C(lambda)``, with
+    ``C(lambda) = 2 artanh(1 - 2 lambda) / (1 - 2 lambda)`` and ``C(1/2) = 2`` (Loaiza-Ganem & Cunningham 2019, eq. 7).
+    The formula is 0/0 at ``lambda = 1/2``; there (``|1 - 2 lambda| < 0.01``) its Taylor series
+    ``log 2 + t^2 / 3 + 13 t^4 / 90`` (``t = 1 - 2 lambda``) is used instead. ``probs`` must lie strictly in (0, 1).
+    """
+    if probs.numel() and (probs.min() <= 0 or probs.max() >= 1):
+        raise ValueError("probs must lie strictly between 0 and 1: clamp them, e.g. probs.clamp(1e-6, 1 - 1e-6)")
+    t = 1 - 2 * probs
+    near_half = t.abs() < 1e-2
+    safe_t = torch.where(near_half, torch.full_like(t, 0.5), t)  # keeps 0/0 (and its NaN gradient) out
+    exact = torch.log(2 * torch.atanh(safe_t) / safe_t)
+    taylor = math.log(2) + t.pow(2) / 3 + 13 * t.pow(4) / 90
+    return torch.where(near_half, taylor, exact)
+
+
+def continuous_bernoulli_log_prob(x: torch.Tensor, probs: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """``log p(x | lambda)`` of each pixel under the continuous Bernoulli, a normalised density on [0, 1].
+
+    It is ``-BCE + log C(lambda)``: the Bernoulli's log-probability plus the normaliser that the BCE objective
+    leaves out. ``probs`` (the decoder's sigmoid output, ``lambda``) is clamped into ``[eps, 1 - eps]`` first, and
+    both terms use the clamped value, so the result is still an exact, normalised density. Computed in float64.
+    """
+    if x.shape != probs.shape:
+        raise ValueError(f"x and probs must have the same shape, got {tuple(x.shape)} and {tuple(probs.shape)}")
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ValueError("the continuous Bernoulli lives on [0, 1]: convert [-1, 1] images with data.to_unit first")
+    lam = probs.double().clamp(eps, 1 - eps)
+    x = x.double()
+    return x * lam.log() + (1 - x) * torch.log1p(-lam) + continuous_bernoulli_log_normaliser(lam)
+
+
+DECODERS = ("bernoulli", "continuous_bernoulli")
+
+
 def vae_log_weights(
-    model: torch.nn.Module, x: torch.Tensor, k: int, generator: torch.Generator | None = None
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    k: int,
+    generator: torch.Generator | None = None,
+    decoder: str = "bernoulli",
 ) -> torch.Tensor:
     """``log w = log p(x | z) + log p(z) - log q(z | x)`` for ``k`` codes per picture: a ``k x N`` tensor.
 
-    ``model`` is a VAE (``encode(x) -> (mu, logvar)``, ``decode(z)`` -> pixel probabilities); ``p(x | z)``
-    is its Bernoulli decoder (the BCE of :func:`reconstruction_loss`), ``p(z) = N(0, I)``.
+    ``model`` is a VAE (``encode(x) -> (mu, logvar)``, ``decode(z)`` -> pixel probabilities); ``p(z) = N(0, I)``.
+    ``p(x | z)`` is its Bernoulli decoder (the BCE of :func:`reconstruction_loss`), or with
+    ``decoder='continuous_bernoulli'`` the same outputs read as a continuous Bernoulli
+    (:func:`continuous_bernoulli_log_prob`), a true density for grey pixels.
     """
     if k < 1:
         raise ValueError(f"k must be a positive number of samples, got {k}")
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
     mu, logvar = model.encode(x)
     std = torch.exp(0.5 * logvar)
     eps = torch.randn((k, *mu.shape), generator=generator).to(mu.device, mu.dtype)
     z = mu + std * eps  # k x N x latent
     decoded = model.decode(z.flatten(end_dim=1))
-    log_px_given_z = -reconstruction_loss(decoded, x.repeat(k, *([1] * (x.ndim - 1))), "bce").view(k, -1)
+    targets = x.repeat(k, *([1] * (x.ndim - 1)))
+    if decoder == "bernoulli":
+        log_px_given_z = -reconstruction_loss(decoded, targets, "bce").view(k, -1)
+    else:
+        log_px_given_z = _per_image(continuous_bernoulli_log_prob(targets, decoded)).view(k, -1)  # float64
     log_2pi = math.log(2 * math.pi)
     log_pz = -0.5 * (z.pow(2) + log_2pi).sum(dim=2)
     log_qz = -0.5 * (eps.pow(2) + logvar + log_2pi).sum(dim=2)
@@ -139,12 +188,17 @@ def vae_log_weights(
 
 
 def importance_weighted_bound(
-    model: torch.nn.Module, x: torch.Tensor, k: int, generator: torch.Generator | None = None
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    k: int,
+    generator: torch.Generator | None = None,
+    decoder: str = "bernoulli",
 ) -> torch.Tensor:
     """The IWAE bound ``L_k`` on ``log p(x)`` of each picture (``N`` numbers, nats): ``log_mean_exp`` of ``k``
     importance weights. ``k = 1`` is a one-sample ELBO; a larger ``k`` gives a tighter (higher) lower bound.
+    ``decoder``: see :func:`vae_log_weights`.
     """
-    return log_mean_exp(vae_log_weights(model, x, k, generator), dim=0)
+    return log_mean_exp(vae_log_weights(model, x, k, generator, decoder), dim=0)
 
 
 # =========================================================================== GANs

@@ -12,6 +12,8 @@ downloaded (:func:`inception_feature_extractor`).
 * :func:`precision_recall`: how many samples land on the real data's manifold (precision, "are they
   good?") and how much of the real manifold the samples cover (recall, "are they diverse?")
   (Kynkaanniemi et al. 2019).
+* :func:`inception_score`: the Inception Score (Salimans et al. 2016) from a classifier's class probabilities:
+  confident pictures of every class score high.
 * :func:`nearest_neighbours`: for each sample, its closest training image: a memorisation check.
 
 Pure PyTorch/NumPy: this module imports no plotting, widgets or training code.
@@ -286,6 +288,37 @@ def precision_recall(
     precision = _coverage(real, knn_radii(real, k), fake)
     recall = _coverage(fake, knn_radii(fake, k), real)
     return {"precision": precision, "recall": recall}
+
+
+# --------------------------------------------------------------------------- the Inception Score
+
+
+class InceptionScore(NamedTuple):
+    """The Inception Score and its two ingredients: ``value = 2 ** (class_spread_bits - uncertainty_bits)``."""
+
+    value: float  # between 1 and the number of classes; higher is better
+    class_spread_bits: float  # H(p(y)), the entropy of the mean class probabilities: are all classes there?
+    uncertainty_bits: float  # E_x H(p(y | x)), the mean entropy of one picture's probabilities: is each one sure?
+
+
+def inception_score(class_probabilities: torch.Tensor | np.ndarray) -> InceptionScore:
+    """``IS = exp(E_x KL(p(y | x) || p(y)))`` for an ``N x C`` matrix of class probabilities (Salimans et al. 2016).
+
+    ``p(y)`` is the mean of the rows. Since ``E_x KL(p(y | x) || p(y)) = H(p(y)) - E_x H(p(y | x))``, the score
+    rewards two things at once: *confidence* (each picture's ``p(y | x)`` sharp, low entropy) and *class spread*
+    (``p(y)`` broad, high entropy). It ranges from 1 to ``C``: ``C`` when every picture is one sure class and
+    all classes are equally common. Papers compute it with Inception's ImageNet classes; here any classifier.
+    """
+    probs = _as_float64(class_probabilities, "class_probabilities")
+    if probs.min() < 0 or not torch.allclose(probs.sum(dim=1), torch.ones(len(probs), dtype=torch.float64), atol=1e-4):
+        raise ValueError("class_probabilities must be rows of probabilities that add up to 1 (apply softmax first)")
+
+    def entropy_bits(p: torch.Tensor) -> torch.Tensor:
+        return -(p * torch.log2(p.clamp(min=1e-300))).sum(dim=-1)  # 0 log 0 = 0
+
+    spread = float(entropy_bits(probs.mean(dim=0)))
+    uncertainty = float(entropy_bits(probs).mean())
+    return InceptionScore(2 ** (spread - uncertainty), spread, uncertainty)
 
 
 # --------------------------------------------------------------------------- memorisation

@@ -5,9 +5,16 @@ its ``n_components`` main directions of variation (PCA), fit one Gaussian (mean 
 covariance) per class there, and sample new points, mapped back to pixels. Because it models
 P(X | Y) and P(Y), Bayes' rule also turns it into a classifier:
 P(Y | X) is proportional to P(X | Y) P(Y).
+
+In pixel space the Gaussians are flat (they live on a k-dimensional subspace), so the artist has no density
+there. :meth:`GaussianArtist.log_density` completes it as probabilistic PCA does (Tipping & Bishop 1999):
+isotropic Gaussian noise, of the training pictures' average variance off the subspace, in the other D - k
+directions.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -30,6 +37,8 @@ class GaussianArtist(nn.Module):
         self.register_buffer("class_means", torch.zeros(n_classes, n_components))
         self.register_buffer("class_covariances", torch.eye(n_components).repeat(n_classes, 1, 1))
         self.register_buffer("class_priors", torch.full((n_classes,), 1.0 / n_classes))
+        # The mean variance of the training pictures off the subspace (per direction), for log_density.
+        self.register_buffer("residual_variance", torch.ones(()))
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Coordinates of each image along the principal directions (N x n_components)."""
@@ -51,8 +60,13 @@ class GaussianArtist(nn.Module):
         mean, covariance = _pixel_statistics(images.flatten(1))
         # The principal directions are the eigenvectors of the pixels' covariance with the largest eigenvalues.
         # Working on the D x D covariance (not on the N x D data) keeps memory small for 60,000 pictures.
-        _, eigenvectors = torch.linalg.eigh(covariance)  # eigenvalues in ascending order
-        basis = eigenvectors.flip(1)[:, : self.basis.shape[1]]
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # eigenvalues in ascending order
+        k = self.basis.shape[1]
+        basis = eigenvectors.flip(1)[:, :k]
+        # Probabilistic PCA's noise variance: the variance the subspace leaves out, shared by the D - k other
+        # directions (Tipping & Bishop 1999, eq. 8). The floor keeps it positive when nothing is left out.
+        left_out = eigenvalues.flip(0)[k:].clamp(min=0).sum() / max(len(eigenvalues) - k, 1)
+        self.residual_variance.fill_(max(float(left_out), 1e-6))
         codes = torch.cat([(chunk.double() - mean) @ basis for chunk in images.flatten(1).split(10_000)])
         eye = torch.eye(basis.shape[1], dtype=torch.float64)
         for c in range(self.n_classes):
@@ -94,6 +108,30 @@ class GaussianArtist(nn.Module):
         """log P(x | y) for every image and every class, in the subspace (N x n_classes)."""
         codes = self.encode(images).unsqueeze(1)  # N x 1 x k, broadcast against the classes
         return self._distributions().log_prob(codes)
+
+    @torch.no_grad()
+    def log_density(self, images: torch.Tensor) -> torch.Tensor:
+        """log p(x) of each image in pixel space (N numbers, nats), the classes summed out: a normalised density.
+
+        ``p(x) = sum_y P(y) N(code; mu_y, Sigma_y) x N(residual; 0, sigma^2 I)``: the code is the image's
+        position in the subspace, the residual what the subspace misses (D - k numbers, ``sigma^2`` the
+        ``residual_variance`` measured by :meth:`fit`). It equals the density of the D-dimensional Gaussian mixture
+        with covariances ``B Sigma_y B^T + sigma^2 (I - B B^T)`` (``B``: the basis).
+        """
+        if images.shape[1:] != self.image_shape:
+            raise ValueError(f"expected images of shape N x {self.image_shape}, got {tuple(images.shape)}")
+        centred = images.flatten(1).double() - self.pixel_mean.double()
+        basis = self.basis.double()
+        codes = centred @ basis
+        residual = centred - codes @ basis.T
+        in_subspace = torch.distributions.MultivariateNormal(
+            self.class_means.double(), covariance_matrix=self.class_covariances.double()
+        ).log_prob(codes.unsqueeze(1))  # N x n_classes
+        mixture = torch.logsumexp(in_subspace + self.class_priors.double().log(), dim=1)
+        n_left_out = basis.shape[0] - basis.shape[1]
+        variance = self.residual_variance.double()
+        off_subspace = -0.5 * (n_left_out * torch.log(2 * math.pi * variance) + residual.pow(2).sum(1) / variance)
+        return mixture + off_subspace
 
     @torch.no_grad()
     def predict_proba(self, images: torch.Tensor) -> torch.Tensor:
