@@ -7,6 +7,13 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 PROFILE ?= full
 NOTEBOOK ?=
+# Tests run in parallel, one process per core (pytest-xdist), each on one thread: the fast profile's tiny models gain
+# little from a second thread, and two processes keep both cores busy. JOBS=1 runs them one after another.
+JOBS    ?= auto
+PYTEST  := OMP_NUM_THREADS=1 $(PY) -m pytest -n $(JOBS)
+# The notebooks' checkpoints from the last `make test-notebooks`, which the student versions then load instead of
+# training the same models again (only the training is skipped: every cell still runs).
+NOTEBOOK_RUN := build/test-notebooks
 
 .PHONY: help install lab test test-unit test-notebooks test-student lint format course student benchmark clean
 
@@ -39,18 +46,25 @@ format: install
 	$(PY) -m ruff check --fix .
 
 test-unit: install
-	$(PY) -m pytest tests
+	$(call with_notebook_checkpoints, $(PYTEST) tests)
 
-# Fresh checkpoint and results folders: the notebooks train from scratch, as on a student's first run.
+# Fresh checkpoint and results folders: the notebooks train from scratch, as on a student's first run. Each
+# notebook stays whole on one worker (--dist loadfile): its cells share one kernel.
 test-notebooks: install
-	tmp=$$(mktemp -d) && COURSE_PROFILE=fast COURSE_CHECKPOINT_DIR=$$tmp/checkpoints COURSE_RESULTS_DIR=$$tmp/results \
-		$(PY) -m pytest --nbval-lax --nbval-current-env notebooks; status=$$?; rm -rf $$tmp; exit $$status
+	rm -rf $(NOTEBOOK_RUN)
+	COURSE_PROFILE=fast COURSE_CHECKPOINT_DIR=$(NOTEBOOK_RUN)/checkpoints COURSE_RESULTS_DIR=$(NOTEBOOK_RUN)/results \
+		$(PYTEST) --dist loadfile --nbval-lax --nbval-current-env notebooks
 
 # The generated student notebooks, executed with only their stubs (also part of test-unit; CI reruns it per data set).
 test-student: install
-	$(PY) -m pytest tests/test_student_notebooks.py
+	$(call with_notebook_checkpoints, $(PYTEST) tests/test_student_notebooks.py)
 
-test: lint test-unit test-notebooks
+# Run $(1) with STUDENT_NOTEBOOKS_CHECKPOINT_DIR naming the last nbval run's checkpoints, when there are some.
+with_notebook_checkpoints = if [ -d $(NOTEBOOK_RUN)/checkpoints ]; then \
+		export STUDENT_NOTEBOOKS_CHECKPOINT_DIR="$$(pwd)/$(NOTEBOOK_RUN)/checkpoints"; fi; $(1)
+
+# The notebooks first, so that the student versions in tests/ reuse their checkpoints.
+test: lint test-notebooks test-unit
 
 course: install
 	$(PY) tools/build_course.py --profile $(PROFILE) $(if $(NOTEBOOK),--notebook $(NOTEBOOK))

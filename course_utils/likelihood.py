@@ -159,18 +159,19 @@ def diffusion_negative_elbo(
         raise ValueError("images must be N x C x H x W with pixels in [0, 1]")
     device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else images.device
     edges = torch.linspace(1, n_steps, n_timesteps + 1).round().long()  # strata [edges[j], edges[j + 1])
-    alpha_bar_last = schedule.alpha_bar[-1].double()
+    alpha_bar_last = schedule.alpha_bar[-1].cpu().double()
     totals = []
     for chunk in images.split(batch_size):
-        x0 = (2 * chunk - 1).to(device)  # [-1, 1], as the model was trained
+        # The network runs on its device; the bound's float64 arithmetic on the CPU (MPS has no float64).
+        x0 = (2 * chunk - 1).cpu()  # [-1, 1], as the model was trained
         n = len(x0)
 
         def noisy_and_guess(t: torch.Tensor, x0: torch.Tensor = x0) -> tuple[torch.Tensor, torch.Tensor]:
             # x_t drawn from q(x_t | x_0), and the model's guess of x_0 from it, clipped as the sampler does.
-            noise = torch.randn(x0.shape, generator=generator).to(device)
-            x_t = q_sample(x0, t.to(device), noise, schedule)
-            x0_hat = predict_x0(x_t, t.to(device), model(x_t, t.to(device)).float(), schedule).clamp(-1, 1)
-            return x_t, x0_hat
+            noise = torch.randn(x0.shape, generator=generator)
+            x_t = q_sample(x0, t, noise, schedule)
+            eps = model(x_t.to(device), t.to(device)).float().cpu()
+            return x_t, predict_x0(x_t, t, eps, schedule).clamp(-1, 1)
 
         # L_T: KL(N(sqrt(abar_T) x0, 1 - abar_T) || N(0, 1)) per pixel, in closed form.
         prior = 0.5 * (alpha_bar_last * x0.double().pow(2) + (1 - alpha_bar_last) - 1 - torch.log(1 - alpha_bar_last))
@@ -178,17 +179,17 @@ def diffusion_negative_elbo(
         # L_0: the discretised Gaussian decoder at step 1, mean mu(x_1, 1), variance beta_1 (Ho et al. section 3.3).
         first = torch.zeros(n, dtype=torch.int64)
         x_1, x0_hat = noisy_and_guess(first)
-        mean = posterior_mean(x0_hat, x_1, first.to(device), schedule)
-        decoder = discretised_gaussian_log_likelihood(x0, mean, schedule.betas[0].double().sqrt(), levels)
+        mean = posterior_mean(x0_hat, x_1, first, schedule)
+        decoder = discretised_gaussian_log_likelihood(x0, mean, schedule.betas[0].cpu().double().sqrt(), levels)
         total = total - decoder.flatten(1).sum(1)
         # L_{t-1}, t >= 2: both Gaussians have the posterior variance, so the KL is the squared distance of their
         # means over twice that variance; the means differ by coef_x0 * (x_0 - x0_hat) (Ho et al. eq. 7).
         for lo, hi in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
             t = torch.randint(lo, hi, (n,), generator=generator)
             _, x0_hat = noisy_and_guess(t)
-            coef = schedule.posterior_mean_coef_x0.double()[t].to(device)
-            variance = schedule.posterior_variance.double()[t].to(device)
+            coef = schedule.posterior_mean_coef_x0.cpu().double()[t]
+            variance = schedule.posterior_variance.cpu().double()[t]
             squared = (x0.double() - x0_hat.double()).pow(2).flatten(1).sum(1)
             total = total + (hi - lo) * coef.pow(2) * squared / (2 * variance)
-        totals.append(total.cpu())
+        totals.append(total)
     return torch.cat(totals)

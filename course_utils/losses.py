@@ -139,14 +139,15 @@ def continuous_bernoulli_log_prob(x: torch.Tensor, probs: torch.Tensor, eps: flo
 
     It is ``-BCE + log C(lambda)``: the Bernoulli's log-probability plus the normaliser that the BCE objective
     leaves out. ``probs`` (the decoder's sigmoid output, ``lambda``) is clamped into ``[eps, 1 - eps]`` first, and
-    both terms use the clamped value, so the result is still an exact, normalised density. Computed in float64.
+    both terms use the clamped value, so the result is still an exact, normalised density. Computed in float64 on
+    the CPU, wherever ``probs`` live (MPS has no float64), and returned there.
     """
     if x.shape != probs.shape:
         raise ValueError(f"x and probs must have the same shape, got {tuple(x.shape)} and {tuple(probs.shape)}")
     if x.numel() and (x.min() < 0 or x.max() > 1):
         raise ValueError("the continuous Bernoulli lives on [0, 1]: convert [-1, 1] images with data.to_unit first")
-    lam = probs.double().clamp(eps, 1 - eps)
-    x = x.double()
+    lam = probs.cpu().double().clamp(eps, 1 - eps)
+    x = x.cpu().double()
     return x * lam.log() + (1 - x) * torch.log1p(-lam) + continuous_bernoulli_log_normaliser(lam)
 
 
@@ -180,7 +181,8 @@ def vae_log_weights(
     if decoder == "bernoulli":
         log_px_given_z = -reconstruction_loss(decoded, targets, "bce").view(k, -1)
     else:
-        log_px_given_z = _per_image(continuous_bernoulli_log_prob(targets, decoded)).view(k, -1)  # float64
+        log_px = _per_image(continuous_bernoulli_log_prob(targets, decoded))  # float64 on the CPU
+        log_px_given_z = log_px.view(k, -1).to(z.device, z.dtype)
     log_2pi = math.log(2 * math.pi)
     log_pz = -0.5 * (z.pow(2) + log_2pi).sum(dim=2)
     log_qz = -0.5 * (eps.pow(2) + logvar + log_2pi).sum(dim=2)

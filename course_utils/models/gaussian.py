@@ -120,16 +120,17 @@ class GaussianArtist(nn.Module):
         """
         if images.shape[1:] != self.image_shape:
             raise ValueError(f"expected images of shape N x {self.image_shape}, got {tuple(images.shape)}")
-        centred = images.flatten(1).double() - self.pixel_mean.double()
-        basis = self.basis.double()
+        # In float64 on the CPU, wherever the artist lives: the densities span hundreds of nats (MPS has no float64).
+        centred = images.flatten(1).cpu().double() - self.pixel_mean.cpu().double()
+        basis = self.basis.cpu().double()
         codes = centred @ basis
         residual = centred - codes @ basis.T
         in_subspace = torch.distributions.MultivariateNormal(
-            self.class_means.double(), covariance_matrix=self.class_covariances.double()
+            self.class_means.cpu().double(), covariance_matrix=self.class_covariances.cpu().double()
         ).log_prob(codes.unsqueeze(1))  # N x n_classes
-        mixture = torch.logsumexp(in_subspace + self.class_priors.double().log(), dim=1)
+        mixture = torch.logsumexp(in_subspace + self.class_priors.cpu().double().log(), dim=1)
         n_left_out = basis.shape[0] - basis.shape[1]
-        variance = self.residual_variance.double()
+        variance = self.residual_variance.cpu().double()
         off_subspace = -0.5 * (n_left_out * torch.log(2 * math.pi * variance) + residual.pow(2).sum(1) / variance)
         return mixture + off_subspace
 
