@@ -15,7 +15,8 @@ PYTEST  := OMP_NUM_THREADS=1 $(PY) -m pytest -n $(JOBS)
 # training the same models again (only the training is skipped: every cell still runs).
 NOTEBOOK_RUN := build/test-notebooks
 
-.PHONY: help install lab test test-unit test-notebooks test-student lint format course student benchmark clean
+.PHONY: help install lab test test-unit test-notebooks test-student test-pretrained lint format course student \
+	benchmark pretrained clean
 
 help:
 	@echo "make lab        open the course in JupyterLab (installs first)"
@@ -23,6 +24,7 @@ help:
 	@echo "make course     execute every notebook into HTML under build/html (PROFILE=fast for a quick build)"
 	@echo "make student    generate the student notebooks under build/student and build/EXERCISES.md"
 	@echo "make benchmark  time, memory and sample quality of every notebook (PROFILE=fast, NOTEBOOK=05)"
+	@echo "make pretrained retrain the course's pretrained weights (COURSE_PRETRAINED=1 loads them)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed, found " + sys.version.split()[0])'
@@ -59,6 +61,13 @@ test-notebooks: install
 test-student: install
 	$(call with_notebook_checkpoints, $(PYTEST) tests/test_student_notebooks.py)
 
+# Every notebook in the full profile, loading the course's finished models (COURSE_PRETRAINED=1) instead of training:
+# the full profile's code paths, in the time the fast profile takes. Only where the course ships weights (the digits).
+test-pretrained: install
+	rm -rf build/test-pretrained
+	COURSE_PRETRAINED=1 COURSE_PROFILE=full COURSE_CHECKPOINT_DIR=build/test-pretrained/checkpoints \
+		COURSE_RESULTS_DIR=build/test-pretrained/results $(PYTEST) --dist loadfile --nbval-lax --nbval-current-env notebooks
+
 # Run $(1) with STUDENT_NOTEBOOKS_CHECKPOINT_DIR naming the last nbval run's checkpoints, when there are some.
 with_notebook_checkpoints = if [ -d $(NOTEBOOK_RUN)/checkpoints ]; then \
 		export STUDENT_NOTEBOOKS_CHECKPOINT_DIR="$$(pwd)/$(NOTEBOOK_RUN)/checkpoints"; fi; $(1)
@@ -74,6 +83,10 @@ student: install
 
 benchmark: install
 	$(PY) tools/benchmark.py --profile $(PROFILE) $(if $(NOTEBOOK),--notebook $(NOTEBOOK))
+
+# Retrain the course's pretrained weights (every notebook, full profile, on the digits) and record their SHA-256.
+pretrained: install
+	$(PY) tools/build_pretrained.py
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

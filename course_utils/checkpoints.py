@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from course_utils import config
+from course_utils import config, pretrained
 
 FORMAT = 1
 
@@ -39,12 +39,14 @@ def checkpoint_path(kind: str, data: _NamedImages) -> Path:
     """Where the notebooks keep a model of ``kind`` trained on ``data`` in the current profile.
 
     For example ``checkpoints/vae-mnist-28x28-full.pt``. The profile is part of the name because
-    the ``fast`` profile trains smaller models than ``full``.
+    the ``fast`` profile trains smaller models than ``full``. With ``COURSE_PRETRAINED=1`` and no file there yet,
+    the course's own finished model of that name, when it ships one, is put there first (checked against its
+    SHA-256, see :mod:`course_utils.pretrained`), so the recipe loads it instead of training.
     """
-    if not kind or not kind.replace("-", "").replace("_", "").isalnum():
-        raise ValueError(f"kind must be a short name such as 'vae', got {kind!r}")
+    if not kind or not kind.replace("_", "").isalnum():
+        raise ValueError(f"kind must be a short name such as 'vae' or 'latent_vae' (no '-'), got {kind!r}")
     _, height, width = data.image_shape
-    return config.checkpoint_dir() / f"{kind}-{data.name}-{height}x{width}-{config.profile()}.pt"
+    return pretrained.provide(config.checkpoint_dir() / f"{kind}-{data.name}-{height}x{width}-{config.profile()}.pt")
 
 
 def save_checkpoint(path: str | Path, modules: dict[str, Any], **extra: Any) -> Path:

@@ -116,7 +116,15 @@ def test_a_checkpoint_of_another_architecture_is_set_aside_not_fatal(tmp_path, c
     assert history.n_epochs == 1 and path.exists()
 
 
-def test_ctrl_c_stops_after_the_step_saves_and_resumes_exactly(tmp_path, capsys):
+@pytest.fixture
+def usual_ctrl_c():
+    """Python's own Ctrl-C handler, as in a notebook (a pytest-xdist worker starts with SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_stops_after_the_step_saves_and_resumes_exactly(tmp_path, capsys, usual_ctrl_c):
     def run(interrupt_at=None):
         model, optimizer, step, loader = regression_problem()
         calls = []

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from course_utils import config
+from course_utils import config, pretrained
 from course_utils.history import History
 from course_utils.loop import TrainingConfig, fit
 from course_utils.models.text import CharGRU
@@ -45,8 +45,12 @@ def charmodel_preset() -> CharModelConfig:
 
 
 def charmodel_checkpoint_path(data: TextData, settings: CharModelConfig) -> Path:
-    """Where notebook 09 keeps its character model, e.g. ``checkpoints/charmodel-roman-plays-h256-full.pt``."""
-    return config.checkpoint_dir() / f"charmodel-{data.name}-h{settings.hidden_size}-{config.profile()}.pt"
+    """Where notebook 09 keeps its character model, e.g. ``checkpoints/charmodel-roman-plays-h256-full.pt``.
+
+    With ``COURSE_PRETRAINED=1`` the course's finished model is put there first (:mod:`course_utils.pretrained`).
+    """
+    name = f"charmodel-{data.name}-h{settings.hidden_size}-{config.profile()}.pt"
+    return pretrained.provide(config.checkpoint_dir() / name)
 
 
 def charmodel_step(
