@@ -11,8 +11,8 @@ NOTEBOOK ?=
 # little from a second thread, and two processes keep both cores busy. JOBS=1 runs them one after another.
 JOBS    ?= auto
 PYTEST  := OMP_NUM_THREADS=1 $(PY) -m pytest -n $(JOBS)
-# The notebooks' checkpoints from the last `make test-notebooks`, which the student versions then load instead of
-# training the same models again (only the training is skipped: every cell still runs).
+# The notebooks' checkpoints from the last `make test-notebooks`, which the student versions and the simulated-GPU
+# run then load instead of training the same models again (only the training is skipped: every cell still runs).
 NOTEBOOK_RUN := build/test-notebooks
 
 .PHONY: help install lab test test-unit test-notebooks test-student test-pretrained lint format course student \
@@ -68,9 +68,9 @@ test-pretrained: install
 	COURSE_PRETRAINED=1 COURSE_PROFILE=full COURSE_CHECKPOINT_DIR=build/test-pretrained/checkpoints \
 		COURSE_RESULTS_DIR=build/test-pretrained/results $(PYTEST) --dist loadfile --nbval-lax --nbval-current-env notebooks
 
-# Run $(1) with STUDENT_NOTEBOOKS_CHECKPOINT_DIR naming the last nbval run's checkpoints, when there are some.
+# Run $(1) with NOTEBOOK_TEST_CHECKPOINTS naming the last nbval run's checkpoints, when there are some.
 with_notebook_checkpoints = if [ -d $(NOTEBOOK_RUN)/checkpoints ]; then \
-		export STUDENT_NOTEBOOKS_CHECKPOINT_DIR="$$(pwd)/$(NOTEBOOK_RUN)/checkpoints"; fi; $(1)
+		export NOTEBOOK_TEST_CHECKPOINTS="$$(pwd)/$(NOTEBOOK_RUN)/checkpoints"; fi; $(1)
 
 # The notebooks first, so that the student versions in tests/ reuse their checkpoints.
 test: lint test-notebooks test-unit

@@ -67,11 +67,17 @@ def manifest(weights_dir: Path | None = None) -> dict[str, dict[str, Any]]:
 
 def describe_name(name: str) -> dict[str, str]:
     """What a checkpoint's file name says: ``vae-digits-8x8-full.pt`` -> model, dataset, size and profile
-    (the size is the pictures' ``HxW``, or ``h256`` for notebook 09's character model)."""
+    (the size is the pictures' ``HxW``, or ``h256`` for notebook 09's character model). A companion file saved
+    beside a checkpoint, such as the GAN's ``gan-digits-8x8-full-snapshots.pt``, names its part too."""
     parts = Path(name).stem.split("-")
-    if len(parts) < 4 or parts[-1] not in ("full", "fast"):
+    at = max((i for i, part in enumerate(parts) if part in ("full", "fast")), default=-1)
+    if at < 3:
         raise ValueError(f"{name!r} is not a course checkpoint name such as 'vae-digits-8x8-full.pt'")
-    return {"model": parts[0], "dataset": "-".join(parts[1:-2]), "size": parts[-2], "profile": parts[-1]}
+    described = {"model": parts[0], "dataset": "-".join(parts[1 : at - 1]), "size": parts[at - 1]}
+    described["profile"] = parts[at]
+    if at < len(parts) - 1:
+        described["part"] = "-".join(parts[at + 1 :])
+    return described
 
 
 def provide(target: Path) -> Path:
@@ -91,29 +97,19 @@ def install(target: str | Path, weights_dir: Path | None = None) -> bool:
     target, weights_dir = Path(target), Path(weights_dir or WEIGHTS_DIR)
     if target.exists():
         return False
-    entry = manifest(weights_dir).get(target.name)
+    shipped = manifest(weights_dir)
+    entry = shipped.get(target.name)
     if entry is None:
         if target.name not in _said:
             _said.add(target.name)
             print(f"Pretrained: the course ships no {target.name} (only the full profile's models): training it here.")
         return False
-    source = weights_dir / target.name
-    if not source.exists():
-        raise PretrainedWeightsError(
-            f"{source} is listed in {MANIFEST_NAME} but missing: reinstall the course, or unset {SWITCH} to train."
-        )
-    digest = sha256_of(source)
-    if digest != entry["sha256"]:
-        raise PretrainedWeightsError(
-            f"{source} is damaged or was changed: its SHA-256 is {digest[:16]}..., the course recorded "
-            f"{entry['sha256'][:16]}.... It was not loaded. Reinstall the course (git checkout -- "
-            f"course_utils/pretrained_weights, or pip install it again), or unset {SWITCH} to train the model yourself."
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(handle)
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
+    companions = [name for name in shipped if name.startswith(target.stem + "-")]  # e.g. the GAN's snapshots
+    names = companions + [target.name]  # the checkpoint last: once it is there, the run counts as finished
+    for name in names:  # every file checked before any is copied
+        _check(weights_dir / name, shipped[name]["sha256"])
+    for name in names:
+        _copy(weights_dir / name, target.with_name(name))
     print(
         f"Pretrained: loading the course's finished {entry['model']} (trained on {entry['dataset']}, "
         f"{entry['profile']} profile) instead of training it. Unset {SWITCH} to watch it train."
@@ -121,16 +117,40 @@ def install(target: str | Path, weights_dir: Path | None = None) -> bool:
     return True
 
 
+def _check(source: Path, sha256: str) -> None:
+    """Raise :class:`PretrainedWeightsError` unless ``source`` exists and its bytes have the recorded SHA-256."""
+    if not source.exists():
+        raise PretrainedWeightsError(
+            f"{source} is listed in {MANIFEST_NAME} but missing: reinstall the course, or unset {SWITCH} to train."
+        )
+    digest = sha256_of(source)
+    if digest != sha256:
+        raise PretrainedWeightsError(
+            f"{source} is damaged or was changed: its SHA-256 is {digest[:16]}..., the course recorded "
+            f"{sha256[:16]}.... It was not loaded. Reinstall the course (git checkout -- "
+            f"course_utils/pretrained_weights, or pip install it again), or unset {SWITCH} to train the model yourself."
+        )
+
+
+def _copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(handle)
+    shutil.copyfile(source, temporary)
+    os.replace(temporary, target)  # atomic: a half-copied file is never seen
+
+
 def pack(checkpoint: str | Path, weights_dir: Path | None = None) -> dict[str, Any]:
     """Copy a finished full-profile checkpoint into ``weights_dir`` for shipping, and return its manifest entry.
 
     Optimizer states are emptied (a finished run never steps again, and Adam's two moments would triple the size);
-    everything else (weights, weight averages, history, settings, where the run stopped) is kept as it is.
+    everything else (weights, weight averages, history, settings, where the run stopped) is kept as it is. A
+    companion file (the GAN's snapshots) is copied as it is.
     """
     checkpoint = Path(checkpoint)
     described = describe_name(checkpoint.name)
     payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    for module in payload["modules"].values():
+    for module in payload.get("modules", {}).values() if isinstance(payload, dict) else ():
         state = module["state"]
         if isinstance(state, dict) and "param_groups" in state and "state" in state:
             module["state"] = {"state": {}, "param_groups": state["param_groups"]}

@@ -23,10 +23,14 @@ from course_utils.models import Classifier
 from course_utils.recipes import autoencoder as autoencoder_recipe
 from course_utils.recipes import diffusion as diffusion_recipe
 from course_utils.recipes import gan as gan_recipe
+from course_utils.recipes import guided as guided_recipe
+from course_utils.recipes import latent as latent_recipe
 from course_utils.recipes import text as text_recipe
 from course_utils.recipes.autoencoder import AutoencoderConfig, VAEConfig
 from course_utils.recipes.diffusion import DiffusionConfig
 from course_utils.recipes.gan import GANConfig
+from course_utils.recipes.guided import GuidedDiffusionConfig
+from course_utils.recipes.latent import LatentDiffusionConfig, LatentVAEConfig
 from course_utils.recipes.text import CharModelConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -223,6 +227,22 @@ def test_diffusion_model_without_bf16_never_enters_autocast(monkeypatch):
 
     monkeypatch.setattr(torch, "autocast", refuse)
     assert model(torch.zeros(2, 1, 8, 8), torch.tensor([1, 2])).shape == (2, 1, 8, 8)
+
+
+def test_conditional_models_train_and_sample_on_the_device(sim, digits):
+    # The conditional VAE (notebook 02), guided diffusion (06) and both stages of latent diffusion (07): the labels
+    # come from the CPU loader, the models live on the device.
+    cvae, _ = autoencoder_recipe.train_vae(digits, VAEConfig(kind="cvae", latent_dim=2, width=16))
+    assert _on_device(cvae) and not is_on_device(autoencoder_recipe.sample_vae(cvae, 10))
+    tiny = GuidedDiffusionConfig(channels=(8, 16), timesteps=20, sample_steps=3, batch_size=48, bf16=False)
+    guided, _ = guided_recipe.train_guided_diffusion(digits, tiny)
+    assert _on_device(guided) and not is_on_device(guided_recipe.sample_guided(guided, [3, 7], w=2.0))
+    vae, _ = latent_recipe.train_latent_vae(digits, LatentVAEConfig(latent_channels=2, channels=8, downsamples=1))
+    denoiser_settings = LatentDiffusionConfig(channels=(8,), timesteps=20, sample_steps=3, batch_size=48)
+    denoiser, _ = latent_recipe.train_latent_diffusion(digits, vae, denoiser_settings)
+    assert _on_device(vae) and _on_device(denoiser)
+    pictures = latent_recipe.sample_latent(vae, denoiser, 4)
+    assert not is_on_device(pictures) and pictures.shape == (4, 1, 8, 8)
 
 
 def test_critic_and_metrics_on_the_device(sim, digits):

@@ -1,15 +1,22 @@
 """Every notebook runs with its models on an accelerator: a simulated one, so that CI needs no GPU.
 
-Each notebook is executed (fast profile, fresh checkpoints) with a first cell that switches on
+Each notebook is executed (fast profile) with a first cell that switches on
 ``tests/simulated_device.py`` and makes widgets raise the errors they would otherwise show in red.
 ``config.device()`` becomes a device whose tensors refuse to mix with CPU tensors and refuse to become
 NumPy arrays, as on CUDA, and refuse float64, as on Apple's MPS. A cell that
 feeds a CPU tensor to a model on the device, plots a device tensor, or computes in float64 on the device
 fails here as it would on a GPU or a Mac. See tests/simulated_device.py for how the simulation works.
+
+When ``NOTEBOOK_TEST_CHECKPOINTS`` names the checkpoints of a finished nbval run (``make test`` runs nbval first),
+a copy of them is used: the notebooks' models are then loaded onto the device (``map_location``) instead of trained
+again, and every other cell runs on the device as usual. Training each recipe on the device is tested by
+tests/test_device.py; without the variable the notebooks train here too.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -68,9 +75,13 @@ def device_ops(result) -> int:
 @pytest.fixture(scope="module")
 def run_env(tmp_path_factory) -> dict[str, str]:
     # One checkpoint folder for all notebooks, as for a student: 00 saves the critic that later notebooks load.
+    checkpoints = tmp_path_factory.mktemp("checkpoints")
+    trained = os.environ.get("NOTEBOOK_TEST_CHECKPOINTS")
+    if trained and Path(trained).is_dir():  # a copy: a run here never changes the other tests' files
+        shutil.copytree(trained, checkpoints, dirs_exist_ok=True)
     return {
         "COURSE_PROFILE": "fast",
-        "COURSE_CHECKPOINT_DIR": str(tmp_path_factory.mktemp("checkpoints")),
+        "COURSE_CHECKPOINT_DIR": str(checkpoints),
         "COURSE_RESULTS_DIR": str(tmp_path_factory.mktemp("results")),
     }
 

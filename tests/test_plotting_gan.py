@@ -55,6 +55,17 @@ def test_snapshot_animation_has_one_frame_per_epoch():
     assert "<script" in html
 
 
+def test_a_long_run_is_animated_with_at_most_max_frames_first_and_last_included():
+    anim = plotting.snapshot_animation(_snapshots(84, n=4), nrow=2, max_frames=6)
+    titles = []
+    for frame in range(anim._save_count):
+        anim._func(frame)
+        titles.append(anim._fig.axes[0].get_title())
+    assert len(titles) == 6 and titles[0] == "epoch 1" and titles[-1] == "epoch 84"
+    with pytest.raises(ValueError, match="max_frames"):
+        plotting.snapshot_animation(_snapshots(3, n=4), max_frames=1)
+
+
 def test_live_plot_draws_once_per_epoch_and_reuses_one_display(monkeypatch):
     import IPython.display
 

@@ -50,6 +50,7 @@ def test_a_name_says_model_data_size_and_profile():
         "profile": "full",
     }
     assert pretrained.describe_name("charmodel-roman-plays-h256-full.pt")["dataset"] == "roman-plays"
+    assert pretrained.describe_name("gan-digits-8x8-full-snapshots.pt")["part"] == "snapshots"
     with pytest.raises(ValueError, match="not a course checkpoint name"):
         pretrained.describe_name("my_model.pt")
 
@@ -91,6 +92,18 @@ def test_a_damaged_file_is_refused_and_never_copied(tmp_path, monkeypatch):
     (weights / path.name).unlink()
     with pytest.raises(pretrained.PretrainedWeightsError, match="missing"):
         pretrained.install(target, weights)
+
+
+def test_a_companion_file_comes_with_its_checkpoint(tmp_path, monkeypatch):
+    path, _ = _finished_vae(tmp_path / "trained", monkeypatch)
+    companion = path.with_name(path.stem + "-snapshots.pt")
+    torch.save([(1, torch.ones(2, 1, 8, 8))], companion)
+    weights = tmp_path / "weights"
+    pretrained.write_manifest({p.name: pretrained.pack(p, weights) for p in (path, companion)}, weights)
+    target = tmp_path / "student" / path.name
+    assert pretrained.install(target, weights) and torch.equal(
+        torch.load(target.with_name(companion.name), weights_only=True)[0][1], torch.ones(2, 1, 8, 8)
+    )
 
 
 def test_other_data_gets_no_weights_and_a_students_own_model_is_kept(tmp_path, monkeypatch, capsys):

@@ -78,9 +78,9 @@ def student_build(tmp_path_factory) -> ms.StudentBuild:
 @pytest.fixture(scope="session")
 def run_env(tmp_path_factory) -> dict[str, str]:
     # One checkpoint folder for the whole session: the critic is trained once, by the first notebook that needs it.
-    # STUDENT_NOTEBOOKS_CHECKPOINT_DIR may name the folder where CI's nbval run of the solutions (fast profile) left
+    # NOTEBOOK_TEST_CHECKPOINTS may name the folder where CI's nbval run of the solutions (fast profile) left
     # its checkpoints: the student notebooks then resume the trained models instead of training them again.
-    checkpoints = os.environ.get("STUDENT_NOTEBOOKS_CHECKPOINT_DIR") or str(tmp_path_factory.mktemp("checkpoints"))
+    checkpoints = os.environ.get("NOTEBOOK_TEST_CHECKPOINTS") or str(tmp_path_factory.mktemp("checkpoints"))
     return {
         "COURSE_PROFILE": "fast",
         "COURSE_CHECKPOINT_DIR": checkpoints,

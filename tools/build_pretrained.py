@@ -32,7 +32,8 @@ BUDGET_BYTES = 20 * 1024 * 1024
 def pack_folder(folder: Path, weights_dir: Path) -> dict[str, dict]:
     """Pack every full-profile checkpoint in ``folder`` into ``weights_dir``; return the new manifest entries."""
     entries = {}
-    for path in sorted(Path(folder).glob("*-full.pt")):
+    paths = sorted({*Path(folder).glob("*-full.pt"), *Path(folder).glob("*-full-*.pt")})  # and companions
+    for path in paths:
         if path.name.endswith(".stale.pt"):
             continue
         entries[path.name] = pretrained.pack(path, weights_dir)
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     entries = kept | new
     pretrained.write_manifest(entries, args.weights_dir)
     total = sum(entry["bytes"] for entry in entries.values())
-    print(f"{len(entries)} files, {total / 1e6:.1f} MB in all (budget {BUDGET_BYTES / 1e6:.0f} MB)")
+    print(f"{len(entries)} files, {total / 2**20:.1f} MiB in all (budget {BUDGET_BYTES / 2**20:.0f} MiB)")
     if total > BUDGET_BYTES:
         print("over the 20 MB budget: ship fewer data sets or smaller models", file=sys.stderr)
         return 1

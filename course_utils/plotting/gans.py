@@ -61,14 +61,23 @@ def plot_snapshots(snapshots: Sequence[tuple[int, Any]], n: int = 8, every: int 
     return fig
 
 
-def snapshot_animation(snapshots: Sequence[tuple[int, Any]], nrow: int = 8, interval_ms: int = 400):
+def snapshot_animation(
+    snapshots: Sequence[tuple[int, Any]], nrow: int = 8, interval_ms: int = 400, max_frames: int = 24
+):
     """An animation of the fixed-noise pictures over training (a ``matplotlib.animation.FuncAnimation``).
 
-    In a notebook: ``HTML(snapshot_animation(snapshots).to_jshtml())``.
+    At most ``max_frames`` evenly spaced snapshots, the first and the last always among them (a long run on a small
+    data set keeps one per epoch, which would make a slow, heavy animation). In a notebook:
+    ``HTML(snapshot_animation(snapshots).to_jshtml())``.
     """
     from matplotlib import animation
 
     _check_snapshots(snapshots)
+    if max_frames < 2:
+        raise ValueError(f"max_frames must be at least 2 (the first and the last snapshot), got {max_frames}")
+    if len(snapshots) > max_frames:
+        chosen = np.linspace(0, len(snapshots) - 1, max_frames).round().astype(int)
+        snapshots = [snapshots[i] for i in sorted(set(chosen.tolist()))]
     grids = [image_grid(pictures, nrow=nrow) for _, pictures in snapshots]
     fig, ax = plt.subplots(figsize=(4, 4 * grids[0].shape[0] / grids[0].shape[1] + 0.4))
     shown = ax.imshow(grids[0], cmap="gray_r", vmin=0, vmax=1)
