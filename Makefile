@@ -13,14 +13,16 @@ JOBS    ?= auto
 PYTEST  := OMP_NUM_THREADS=1 $(PY) -m pytest -n $(JOBS)
 # The notebooks' checkpoints from the last `make test-notebooks`, which the student versions and the simulated-GPU
 # run then load instead of training the same models again (only the training is skipped: every cell still runs).
-NOTEBOOK_RUN := build/test-notebooks
+# (An absolute path: nbval's kernels run in notebooks/, where a relative one would point elsewhere.)
+NOTEBOOK_RUN := $(CURDIR)/build/test-notebooks
 
 .PHONY: help install lab test test-unit test-notebooks test-student test-pretrained lint format course student \
 	benchmark pretrained clean
 
 help:
 	@echo "make lab        open the course in JupyterLab (installs first)"
-	@echo "make test       the whole test suite: lint, unit tests, browser tests, every notebook under nbval"
+	@echo "make test       the whole test suite: lint, unit and browser tests, every notebook under nbval (fast profile,"
+	@echo "                then the full profile with the course's pretrained models)"
 	@echo "make course     execute every notebook into HTML under build/html (PROFILE=fast for a quick build)"
 	@echo "make student    generate the student notebooks under build/student and build/EXERCISES.md"
 	@echo "make benchmark  time, memory and sample quality of every notebook (PROFILE=fast, NOTEBOOK=05)"
@@ -64,16 +66,17 @@ test-student: install
 # Every notebook in the full profile, loading the course's finished models (COURSE_PRETRAINED=1) instead of training:
 # the full profile's code paths, in the time the fast profile takes. Only where the course ships weights (the digits).
 test-pretrained: install
-	rm -rf build/test-pretrained
-	COURSE_PRETRAINED=1 COURSE_PROFILE=full COURSE_CHECKPOINT_DIR=build/test-pretrained/checkpoints \
-		COURSE_RESULTS_DIR=build/test-pretrained/results $(PYTEST) --dist loadfile --nbval-lax --nbval-current-env notebooks
+	rm -rf $(CURDIR)/build/test-pretrained
+	COURSE_PRETRAINED=1 COURSE_PROFILE=full COURSE_CHECKPOINT_DIR=$(CURDIR)/build/test-pretrained/checkpoints \
+		COURSE_RESULTS_DIR=$(CURDIR)/build/test-pretrained/results $(PYTEST) --dist loadfile --nbval-lax --nbval-current-env notebooks
 
 # Run $(1) with NOTEBOOK_TEST_CHECKPOINTS naming the last nbval run's checkpoints, when there are some.
 with_notebook_checkpoints = if [ -d $(NOTEBOOK_RUN)/checkpoints ]; then \
-		export NOTEBOOK_TEST_CHECKPOINTS="$$(pwd)/$(NOTEBOOK_RUN)/checkpoints"; fi; $(1)
+		export NOTEBOOK_TEST_CHECKPOINTS="$(NOTEBOOK_RUN)/checkpoints"; fi; $(1)
 
-# The notebooks first, so that the student versions in tests/ reuse their checkpoints.
-test: lint test-notebooks test-unit
+# The notebooks first, so that the student versions in tests/ reuse their checkpoints; then every notebook once more in
+# the full profile, through the pretrained switch.
+test: lint test-notebooks test-unit test-pretrained
 
 course: install
 	$(PY) tools/build_course.py --profile $(PROFILE) $(if $(NOTEBOOK),--notebook $(NOTEBOOK))

@@ -185,7 +185,10 @@ def use_threads(work: str = "batched") -> int:
 
 
 def _folder(variable: str, default: Path) -> Path:
+    # A relative folder in a variable counts from the project, not from the kernel's working directory (Jupyter
+    # runs each notebook in notebooks/), so `COURSE_CHECKPOINT_DIR=my_models make lab` means <project>/my_models.
     path = Path(os.environ.get(variable) or default).expanduser()
+    path = path if path.is_absolute() else PROJECT_ROOT / path
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -178,16 +178,28 @@ def load_dataset(
             f"unknown data set {name!r}; choose one of {', '.join(DATASETS)} or 'auto' "
             "(COURSE_DATASET sets the default)"
         )
-    if name == "digits":
-        data = _load_digits(split)
-    elif name == "mnist-test-split":
-        data = _load_mnist_test_split(split)
-    else:
-        data = _load_torchvision(name, split)
-    data = data.subset(limit)
+    data = _load_once(name, split).subset(limit)
     if verbose:
         print(f"Data: {data!r}; {why}.")
     return data
+
+
+_LOADED: dict[tuple[str, ...], ImageData] = {}
+
+
+def _load_once(name: str, split: str) -> ImageData:
+    """Each data set is read once per process and then shared: notebook 05 holds MNIST's training pictures, and
+    the critic's helper asks for them again; a second copy would cost 190 MB of a 2 GB Binder. The pictures are
+    shared too, so change copies of them (``images.clone()``), never the tensors themselves."""
+    key = (name, split, str(config.data_dir()), os.environ.get(MNIST_TEST_SPLIT_VARIABLE, ""))
+    if key not in _LOADED:
+        if name == "digits":
+            _LOADED[key] = _load_digits(split)
+        elif name == "mnist-test-split":
+            _LOADED[key] = _load_mnist_test_split(split)
+        else:
+            _LOADED[key] = _load_torchvision(name, split)
+    return _LOADED[key]
 
 
 def _choose_auto() -> tuple[str, str]:

@@ -50,6 +50,13 @@ def test_folders_follow_environment_variables(monkeypatch, tmp_path):
     assert config.checkpoint_dir() == tmp_path / "c" and (tmp_path / "c").is_dir()
 
 
+def test_a_relative_folder_counts_from_the_project_not_the_working_directory(monkeypatch, tmp_path):
+    monkeypatch.setattr(config, "PROJECT_ROOT", tmp_path / "project")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COURSE_CHECKPOINT_DIR", "my_models")
+    assert config.checkpoint_dir() == tmp_path / "project" / "my_models"
+
+
 def test_cpu_budget_reads_cgroup_quotas(tmp_path):
     (tmp_path / "cpu.max").write_text("100000 100000\n")  # Binder: 1 CPU
     assert config.cpu_budget(tmp_path) == 1

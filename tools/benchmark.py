@@ -125,7 +125,7 @@ def run_benchmark(
     if profile not in ("full", "fast"):
         raise ValueError(f"profile must be 'full' or 'fast', got {profile!r}")
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = Path(out_dir) / f"run-{profile}-{stamp}"
+    run_dir = Path(out_dir).resolve() / f"run-{profile}-{stamp}"  # absolute: the kernels run in notebooks/
     results_dir = run_dir / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
     env = {"COURSE_PROFILE": profile, "COURSE_RESULTS_DIR": str(results_dir), **(extra_env or {})}

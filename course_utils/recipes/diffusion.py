@@ -228,7 +228,7 @@ def sample_diffusion(
     n: int,
     seed: int = 0,
     steps: int | None = None,
-    batch_size: int = 500,
+    batch_size: int = 250,
     eta: float | None = None,
 ) -> torch.Tensor:
     """``n`` pictures sculpted from seeded noise with DDIM: a CPU tensor ``n x C x H x W`` in [0, 1].
