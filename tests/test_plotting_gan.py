@@ -90,6 +90,44 @@ def test_live_plot_draws_once_per_epoch_and_reuses_one_display(monkeypatch):
     assert not plt.fignum_exists(shown[0].number)  # closed, so it is not drawn twice
 
 
+def test_live_plot_lets_go_of_its_figures_under_jupyters_inline_backend(monkeypatch):
+    import gc
+    import weakref
+
+    import IPython.display
+    import matplotlib
+    from matplotlib_inline import backend_inline
+
+    class Handle:
+        def update(self, fig):
+            pass
+
+    monkeypatch.setattr(IPython.display, "display", lambda fig, display_id=False: Handle())
+    drawn = []
+
+    def draw(history):
+        fig = plotting.plot_gan_progress(history, _snapshots(2))
+        drawn.append(weakref.ref(fig))
+        return fig
+
+    backend, interactive = matplotlib.get_backend(), matplotlib.is_interactive()
+    plt.switch_backend("module://matplotlib_inline.backend_inline")
+    matplotlib.interactive(True)  # as in a notebook, where the inline backend queues figures until the cell ends
+    try:
+        live = plotting.LivePlot(draw)
+        for epoch in range(3):
+            live(epoch, _history())
+        queued = list(backend_inline.show._to_draw)
+        gc.collect()
+        alive = [ref() for ref in drawn if ref() is not None]
+    finally:
+        matplotlib.interactive(interactive)
+        plt.switch_backend(backend)
+    assert len(drawn) == 3
+    assert not any(any(fig is q for q in queued) for fig in alive), "LivePlot's figures wait in the inline queue"
+    assert not alive, f"{len(alive)} of LivePlot's 3 figures are still held after closing"
+
+
 def test_class_histograms_bars_and_validation():
     fig = plotting.plot_class_histograms({"real": [0.1] * 10, "GAN": [0.5, 0.5] + [0.0] * 8}, title="t")
     ax = fig.axes[0]
