@@ -54,12 +54,12 @@ class GuidedDiffusionConfig(DiffusionConfig):
 
 def guided_preset(data: ImageData) -> GuidedDiffusionConfig:
     """Notebook 06's model: notebook 05's U-Net and schedule told the digit, at most 280,000 pictures within
-    280 s of training (fast profile: a tiny one, briefly)."""
+    360 s of training (fast profile: a tiny one, briefly)."""
     return GuidedDiffusionConfig(
         channels=config.by_profile(full=(16, 32, 64), fast=(8, 16, 16)),
         timesteps=config.by_profile(full=1000, fast=100),
         images=config.by_profile(full=280_000, fast=512),
-        max_seconds=config.by_profile(full=280, fast=None),
+        max_seconds=config.by_profile(full=360, fast=None),
     )
 
 
