@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import sys
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -208,4 +209,21 @@ def dataset_choice() -> str:
     return os.environ.get("COURSE_DATASET", "auto").strip().lower() or "auto"
 
 
+def leave_triton_unloaded_without_gpu() -> bool:
+    """Keep PyTorch from loading Triton, its GPU compiler, in a process that has no CUDA GPU; True if it did.
+
+    Linux's pip wheels of torch bring Triton along, and the first optimizer a notebook builds imports
+    ``torch._dynamo``, which imports Triton only to ask whether it is installed. That maps about 250 MB of
+    shared libraries (Triton's, NVRTC's, nvJitLink's) that a CPU never uses, a big share of Binder's 2 GB.
+    ``sys.modules["triton"] = None`` is Python's documented way to make an import fail, so PyTorch answers "not
+    installed" (``torch.compile`` on a CPU does not use Triton). With a CUDA GPU, or once Triton is loaded,
+    nothing changes.
+    """
+    if "triton" in sys.modules or torch.cuda.is_available():
+        return False
+    sys.modules["triton"] = None
+    return True
+
+
 use_threads("batched")  # on import: every notebook imports config before it trains anything
+leave_triton_unloaded_without_gpu()

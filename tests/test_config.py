@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -93,3 +96,31 @@ def test_use_threads_batched_restores_pytorchs_choice_after_sequential_work(monk
 def test_use_threads_rejects_unknown_work():
     with pytest.raises(ValueError, match="sequential"):
         config.use_threads("tiny")
+
+
+def test_an_optimizer_does_not_load_triton_without_a_gpu():
+    # In a fresh process, as in a notebook: torch's first optimizer imports torch._dynamo, which imports Triton
+    # (about 250 MB of shared libraries) wherever the wheel installed it, unless the course marks it absent.
+    code = (
+        "import sys, torch\n"
+        "from course_utils import config  # as every notebook does\n"
+        "torch.optim.Adam(torch.nn.Linear(2, 2).parameters())\n"
+        "print(sys.modules.get('triton', 'absent'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() in ("None", "absent")
+
+
+def test_triton_is_left_alone_with_a_gpu_or_once_loaded(monkeypatch):
+    monkeypatch.delitem(sys.modules, "triton", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert config.leave_triton_unloaded_without_gpu() is False
+    assert "triton" not in sys.modules
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    sentinel = object()
+    monkeypatch.setitem(sys.modules, "triton", sentinel)
+    assert config.leave_triton_unloaded_without_gpu() is False
+    assert sys.modules["triton"] is sentinel
+    monkeypatch.delitem(sys.modules, "triton")
+    assert config.leave_triton_unloaded_without_gpu() is True
+    assert sys.modules["triton"] is None
