@@ -35,6 +35,14 @@ def test_pixel_levels_of_the_course_data():
         likelihood.pixel_levels(torch.tensor([0.0, 1 / math.pi, 1.0]))
 
 
+def test_pixel_levels_sees_every_batch_of_pictures():
+    # Pictures are read in batches of 10,000: a grey level that only the last picture has must still count.
+    images = torch.zeros(10_001, 1, 2, 2)
+    images[-1, 0, 0, 0] = 1 / 255
+    images[0, 0, 1, 1] = 1.0
+    assert likelihood.pixel_levels(images) == 256
+
+
 def test_dequantise_stays_in_each_pixels_bin():
     levels = 17
     k = torch.randint(0, levels, (500, 1, 4, 4), generator=torch.Generator().manual_seed(0))
