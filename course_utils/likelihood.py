@@ -95,22 +95,32 @@ def bits_per_dim(log_likelihood_nats: torch.Tensor, n_dims: int, levels: int | N
 
 
 def kernel_density_log_likelihood(
-    queries: torch.Tensor, centres: torch.Tensor, bandwidth: float, chunk: int = 256
+    queries: torch.Tensor, centres: torch.Tensor, bandwidth: float, chunk: int = 256, centre_chunk: int = 8192
 ) -> torch.Tensor:
     """``log p(x)`` of each query (nats) under an equal mixture of ``N(centre, bandwidth^2 I)``, one per centre.
 
     A Parzen window, or kernel density estimate: with a small ``bandwidth`` it is the model that hands back its
-    training pictures with a hair of noise. Pictures of any shape are flattened; computed in float64.
+    training pictures with a hair of noise. Pictures of any shape are flattened; computed in float64, ``chunk``
+    queries against ``centre_chunk`` centres at a time (60,000 MNIST centres at once in float64 took 600 MB).
     """
     if bandwidth <= 0:
         raise ValueError(f"bandwidth must be positive, got {bandwidth}")
-    queries, centres = queries.flatten(1).double(), centres.flatten(1).double()
+    queries, centres = queries.flatten(1).double(), centres.flatten(1)
     if queries.shape[1] != centres.shape[1]:
         raise ValueError(f"queries and centres must have as many pixels, got {queries.shape[1]} and {centres.shape[1]}")
     n_dims = queries.shape[1]
     normaliser = math.log(len(centres)) + 0.5 * n_dims * math.log(2 * math.pi * bandwidth**2)
-    rows = [torch.logsumexp(-torch.cdist(q, centres).pow(2) / (2 * bandwidth**2), dim=1) for q in queries.split(chunk)]
-    return torch.cat(rows) - normaliser
+    # log sum over all centres = logsumexp of the per-block log sums: exact, block by block.
+    blocks = [
+        torch.stack(
+            [
+                torch.logsumexp(-torch.cdist(q, block.double()).pow(2) / (2 * bandwidth**2), dim=1)
+                for block in centres.split(centre_chunk)
+            ]
+        ).logsumexp(dim=0)
+        for q in queries.split(chunk)
+    ]
+    return torch.cat(blocks) - normaliser
 
 
 def discretised_gaussian_log_likelihood(

@@ -167,6 +167,9 @@ def test_kernel_density_matches_a_mixture_of_gaussians_and_integrates_to_one():
     components = torch.distributions.MultivariateNormal(centres, 0.1**2 * torch.eye(2, dtype=torch.float64))
     reference = torch.logsumexp(components.log_prob(queries.unsqueeze(1)), 1) - math.log(3)
     assert torch.allclose(likelihood.kernel_density_log_likelihood(queries, centres, 0.1, chunk=3), reference)
+    # Centres taken two at a time (a block of 2, then of 1) give the same sums.
+    blocks = likelihood.kernel_density_log_likelihood(queries, centres, 0.1, chunk=3, centre_chunk=2)
+    assert torch.allclose(blocks, reference)
     axis = torch.linspace(-1, 2, 601, dtype=torch.float64)
     grid = torch.cartesian_prod(axis, axis)
     mass = likelihood.kernel_density_log_likelihood(grid, centres, 0.1).exp().sum() * float(axis[1] - axis[0]) ** 2

@@ -208,6 +208,17 @@ def test_nearest_neighbours_finds_copied_training_images():
         assert distances[s].item() == pytest.approx(float(d.min()), rel=1e-6)
 
 
+def test_nearest_neighbours_across_blocks_of_the_training_set():
+    # The training set is read 8,192 pictures at a time: copies in the second block are found, and of two equal
+    # pictures in different blocks the first index wins, as torch.min's does.
+    gen = torch.Generator().manual_seed(13)
+    train = torch.rand(9000, 1, 2, 2, generator=gen)
+    train[8500] = train[100]
+    distances, indices = metrics.nearest_neighbours(torch.stack([train[8999], train[100]]), train)
+    assert indices.tolist() == [8999, 100]
+    assert distances.tolist() == [0.0, 0.0]
+
+
 def test_nearest_neighbours_in_feature_space():
     train = torch.arange(10, dtype=torch.float32).reshape(10, 1, 1, 1).expand(10, 1, 2, 2).contiguous()
     samples = torch.tensor([3.2, 8.9]).reshape(2, 1, 1, 1).expand(2, 1, 2, 2)
