@@ -14,6 +14,8 @@ so a resumed run ends with the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
 import math
 import signal
@@ -161,7 +163,25 @@ def fit(
         message = run.train(desc, ctrl_c, modules, save, on_epoch_end)
     if message:
         print(message)
+    release_freed_memory()
     return run.progress.history
+
+
+def release_freed_memory() -> bool:
+    """Hand memory that training freed back to the operating system (Linux); True if it was asked to.
+
+    glibc's ``malloc`` keeps freed blocks for reuse, so after training the process still holds the batches'
+    activations it no longer needs: with 60,000 MNIST pictures notebook 06 sat at 1.26 GB after training and
+    1.03 GB after ``malloc_trim``. Whatever the next cell allocates then starts from the lower figure, which keeps
+    the notebook's peak (Binder's limit is 2 GB) lower. Elsewhere (macOS, Windows, musl) it does nothing.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim(0)
+    return True
 
 
 @dataclass
