@@ -95,7 +95,7 @@ def bits_per_dim(log_likelihood_nats: torch.Tensor, n_dims: int, levels: int | N
 
 
 def kernel_density_log_likelihood(
-    queries: torch.Tensor, centres: torch.Tensor, bandwidth: float, chunk: int = 256, centre_chunk: int = 8192
+    queries: torch.Tensor, centres: torch.Tensor, bandwidth: float, chunk: int = 256, centre_chunk: int = 2048
 ) -> torch.Tensor:
     """``log p(x)`` of each query (nats) under an equal mixture of ``N(centre, bandwidth^2 I)``, one per centre.
 

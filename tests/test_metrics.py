@@ -209,7 +209,7 @@ def test_nearest_neighbours_finds_copied_training_images():
 
 
 def test_nearest_neighbours_across_blocks_of_the_training_set():
-    # The training set is read 8,192 pictures at a time: copies in the second block are found, and of two equal
+    # The training set is read 2,048 pictures at a time: copies in the second block are found, and of two equal
     # pictures in different blocks the first index wins, as torch.min's does.
     gen = torch.Generator().manual_seed(13)
     train = torch.rand(9000, 1, 2, 2, generator=gen)
