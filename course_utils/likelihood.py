@@ -47,10 +47,10 @@ def pixel_levels(images: torch.Tensor, max_levels: int = 256, tolerance: float =
 
     256 for MNIST (pixels ``k / 255``), 17 for the scikit-learn digits (``k / 16``).
     """
-    # The distinct values only, found 10,000 pictures at a time: sorting all of 60,000 MNIST pictures at once (and
-    # in float64) took 1.3 GB, most of Binder's memory, to find at most 256 values.
-    flat = images.detach().flatten(1) if images.dim() > 1 else images.detach().reshape(-1, 1)
-    values = torch.unique(torch.cat([torch.unique(chunk) for chunk in flat.split(10_000)])).cpu().double()
+    # The distinct values only, found 2**23 pixels (about 10,000 MNIST pictures) at a time: sorting all of 60,000
+    # MNIST pictures at once (and in float64) took 1.3 GB, most of Binder's memory, to find at most 256 values.
+    pieces = images.detach().reshape(-1).split(2**23)
+    values = torch.unique(torch.cat([torch.unique(piece) for piece in pieces])).cpu().double()
     if values.min() < 0 or values.max() > 1:
         raise ValueError("pixels must lie in [0, 1]; convert [-1, 1] images with data.to_unit first")
     for levels in range(2, max_levels + 1):

@@ -175,13 +175,20 @@ def release_freed_memory() -> bool:
     1.03 GB after ``malloc_trim``. Whatever the next cell allocates then starts from the lower figure, which keeps
     the notebook's peak (Binder's limit is 2 GB) lower. Elsewhere (macOS, Windows, musl) it does nothing.
     """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
+    trim = _malloc_trim()
+    if trim is None:
         return False
     trim(0)
     return True
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    # Looked up once: finding the C library asks ldconfig, which costs more than the trim itself.
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 @dataclass

@@ -347,11 +347,11 @@ def nearest_neighbours(
         a, b = samples.reshape(samples.shape[0], -1), train.reshape(train.shape[0], -1)
     # The training set goes 2,048 pictures at a time: all 60,000 MNIST pictures in float64, and their distances
     # to every sample, took 600 MB. A later block wins only when strictly closer, so ties keep the first index.
-    a = _cpu_float64(a)
+    a, block_size = _cpu_float64(a), 2048
     best_distances = torch.full((a.shape[0],), math.inf, dtype=torch.float64)
     best_indices = torch.zeros(a.shape[0], dtype=torch.long)
-    for start in range(0, b.shape[0], 2048):
-        block = _pairwise_distances(a, _cpu_float64(b[start : start + 2048])).min(dim=1)
+    for start in range(0, b.shape[0], block_size):
+        block = _pairwise_distances(a, _cpu_float64(b[start : start + block_size])).min(dim=1)
         closer = block.values < best_distances
         best_distances = torch.where(closer, block.values, best_distances)
         best_indices = torch.where(closer, block.indices + start, best_indices)
