@@ -19,6 +19,9 @@ Environment variables (all optional):
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import itertools
 import os
 import random
@@ -223,6 +226,31 @@ def leave_triton_unloaded_without_gpu() -> bool:
         return False
     sys.modules["triton"] = None
     return True
+
+
+def release_freed_memory() -> bool:
+    """Hand memory that training freed back to the operating system (Linux); True if it was asked to.
+
+    glibc's ``malloc`` keeps freed blocks for reuse, so after training the process still holds the batches'
+    activations it no longer needs: with 60,000 MNIST pictures notebook 06 sat at 1.26 GB after training and
+    1.03 GB after ``malloc_trim``. Whatever the next cell allocates then starts from the lower figure, which keeps
+    the notebook's peak (Binder's limit is 2 GB) lower. :func:`course_utils.loop.fit` calls it when it ends.
+    Elsewhere (macOS, Windows, musl) it does nothing.
+    """
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    # Looked up once: finding the C library asks ldconfig, which costs more than the trim itself.
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 use_threads("batched")  # on import: every notebook imports config before it trains anything

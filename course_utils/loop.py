@@ -14,8 +14,6 @@ so a resumed run ends with the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 import math
 import signal
@@ -32,6 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from course_utils.checkpoints import CheckpointMismatchError, load_checkpoint, save_checkpoint
+from course_utils.config import release_freed_memory
 from course_utils.history import History
 
 BUDGET = {"budget": True}
@@ -165,30 +164,6 @@ def fit(
         print(message)
     release_freed_memory()
     return run.progress.history
-
-
-def release_freed_memory() -> bool:
-    """Hand memory that training freed back to the operating system (Linux); True if it was asked to.
-
-    glibc's ``malloc`` keeps freed blocks for reuse, so after training the process still holds the batches'
-    activations it no longer needs: with 60,000 MNIST pictures notebook 06 sat at 1.26 GB after training and
-    1.03 GB after ``malloc_trim``. Whatever the next cell allocates then starts from the lower figure, which keeps
-    the notebook's peak (Binder's limit is 2 GB) lower. Elsewhere (macOS, Windows, musl) it does nothing.
-    """
-    trim = _malloc_trim()
-    if trim is None:
-        return False
-    trim(0)
-    return True
-
-
-@functools.cache
-def _malloc_trim() -> Any:
-    # Looked up once: finding the C library asks ldconfig, which costs more than the trim itself.
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
 
 
 @dataclass

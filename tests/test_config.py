@@ -124,3 +124,17 @@ def test_triton_is_left_alone_with_a_gpu_or_once_loaded(monkeypatch):
     monkeypatch.delitem(sys.modules, "triton")
     assert config.leave_triton_unloaded_without_gpu() is True
     assert sys.modules["triton"] is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim is glibc's, on Linux")
+def test_release_freed_memory_gives_freed_blocks_back_to_the_system():
+    # 250 MB in 64 KB tensors (below glibc's mmap threshold, so they live in malloc's heap); keeping every 50th
+    # alive stops malloc from trimming the heap's top by itself, as a training run's leftovers do.
+    psutil = pytest.importorskip("psutil")
+    blocks = [torch.ones(16 * 1024) for _ in range(4000)]
+    kept = blocks[::50]
+    del blocks
+    before = psutil.Process().memory_info().rss
+    assert config.release_freed_memory() is True
+    assert before - psutil.Process().memory_info().rss > 100 * 2**20
+    assert len(kept) == 80

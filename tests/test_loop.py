@@ -2,7 +2,6 @@ import dataclasses
 import math
 import os
 import signal
-import sys
 
 import pytest
 import torch
@@ -10,7 +9,7 @@ from torch import nn
 
 from course_utils import data, loop
 from course_utils.history import History
-from course_utils.loop import NonFiniteLossError, TrainingConfig, evaluating, fit, release_freed_memory
+from course_utils.loop import NonFiniteLossError, TrainingConfig, evaluating, fit
 
 
 def regression_problem(seed=0):
@@ -215,20 +214,6 @@ def test_a_budget_in_images_trains_as_long_whatever_the_size_of_the_data():
         TrainingConfig(images=0)
     with pytest.raises(ValueError, match="known size"):
         fit(lambda batch: {"loss": 0.0}, [0, 1], settings=settings)
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim is glibc's, on Linux")
-def test_release_freed_memory_gives_freed_blocks_back_to_the_system():
-    # 250 MB in 64 KB tensors (below glibc's mmap threshold, so they live in malloc's heap); keeping every 50th
-    # alive stops malloc from trimming the heap's top by itself, as a training run's leftovers do.
-    psutil = pytest.importorskip("psutil")
-    blocks = [torch.ones(16 * 1024) for _ in range(4000)]
-    kept = blocks[::50]
-    del blocks
-    before = psutil.Process().memory_info().rss
-    assert release_freed_memory() is True
-    assert before - psutil.Process().memory_info().rss > 100 * 2**20
-    assert len(kept) == 80
 
 
 def test_fit_releases_freed_memory_when_it_ends(monkeypatch):
