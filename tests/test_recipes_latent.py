@@ -90,3 +90,33 @@ def test_a_changed_setting_sets_the_old_denoiser_aside(digits, vae, tmp_path, ca
     latent.train_latent_diffusion(digits, model, settings, checkpoint=path)
     latent.train_latent_diffusion(digits, model, dataclasses.replace(settings, label_dropout=0.2), checkpoint=path)
     assert "label_dropout" in capsys.readouterr().out and (tmp_path / "denoiser.stale.pt").exists()
+
+
+def test_a_finished_denoiser_loads_without_encoding_the_pictures(digits, vae, tmp_path, monkeypatch):
+    model, _ = vae
+    encoded = []
+    encode = latent.encode_latents
+    monkeypatch.setattr(latent, "encode_latents", lambda *args, **kw: encoded.append(True) or encode(*args, **kw))
+    settings = latent.LatentDiffusionConfig(channels=(8,), timesteps=50, max_steps=3)
+    path = tmp_path / "denoiser.pt"
+    trained, _ = latent.train_latent_diffusion(digits, model, settings, checkpoint=path)
+    assert encoded == [True]  # once, at the first step, however many steps follow
+    loaded, _ = latent.train_latent_diffusion(digits, model, settings, checkpoint=path)
+    assert encoded == [True]
+    for a, b in zip(trained.state_dict().values(), loaded.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_the_latent_scale_comes_from_the_first_scale_pictures(digits, monkeypatch):
+    seen = []
+    fit_scale = LatentVAE.fit_scale
+
+    def counting_fit_scale(model, images):
+        seen.append(len(images))
+        return fit_scale(model, images)
+
+    monkeypatch.setattr(LatentVAE, "fit_scale", counting_fit_scale)
+    monkeypatch.setattr(latent, "SCALE_PICTURES", 100)
+    settings = latent.LatentVAEConfig(latent_channels=2, channels=4, downsamples=1, max_steps=1)
+    latent.train_latent_vae(digits, settings)
+    assert seen == [100]
