@@ -29,3 +29,22 @@ def one_thread():
     config.use_threads("sequential")
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def package_source(tmp_path):
+    """A copy of what building the package reads (pyproject.toml, README.md, course_utils/), in a temp folder.
+
+    setuptools builds in the source tree's ``build/`` folder, so two tests building from the project itself at the
+    same time (pytest-xdist) collided there ("File exists: build/bdist.../course_utils-0.1.0.dist-info").
+    """
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    source = tmp_path / "package-source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(root / name, source / name)
+    shutil.copytree(root / "course_utils", source / "course_utils", ignore=shutil.ignore_patterns("__pycache__"))
+    return source

@@ -62,7 +62,7 @@ def test_set_up_cell_does_nothing_where_the_course_is_installed(tmp_path):
 
 
 @pytest.mark.slow
-def test_set_up_cell_installs_the_package_in_a_kernel_without_it(tmp_path):
+def test_set_up_cell_installs_the_package_in_a_kernel_without_it(tmp_path, package_source):
     # A "Colab" environment: a new venv that sees this environment's libraries (torch, numpy, ...) through a .pth
     # line, which adds the folder without running the editable-install hook that makes course_utils importable here.
     colab = tmp_path / "colab-venv"
@@ -75,7 +75,7 @@ def test_set_up_cell_installs_the_package_in_a_kernel_without_it(tmp_path):
 
     workdir = tmp_path / "content"  # Colab's working folder
     workdir.mkdir()
-    result = run_setup_cell(python, workdir, source=str(ROOT))
+    result = run_setup_cell(python, workdir, source=str(package_source))  # the checkout's package
     assert result.returncode == 0, result.stdout + result.stderr
     installed, project_root = result.stdout.split()[:2]
     assert Path(installed).is_relative_to(colab), f"course_utils came from {installed}, not the new install"

@@ -74,7 +74,7 @@ def test_binder_postbuild_installs_the_package():
     assert os.stat(post_build).st_mode & stat.S_IXUSR, "binder/postBuild must be executable"
 
 
-def test_package_builds_with_every_subpackage_and_data_file(tmp_path):
+def test_package_builds_with_every_subpackage_and_data_file(tmp_path, package_source):
     result = subprocess.run(
         [
             sys.executable,
@@ -86,7 +86,7 @@ def test_package_builds_with_every_subpackage_and_data_file(tmp_path):
             "-q",
             "-w",
             str(tmp_path),
-            str(ROOT),
+            str(package_source),
         ],
         capture_output=True,
         text=True,
