@@ -46,3 +46,13 @@ def record(kind: str, figures: dict[str, Any]) -> Path:
 def load_all() -> dict[str, dict[str, Any]]:
     """Every record in the folder, by kind."""
     return {path.stem: json.loads(path.read_text()) for path in sorted(results_dir().glob("*.json"))}
+
+
+def recorded(kind: str, dataset: str) -> dict[str, Any]:
+    """The record of ``kind`` when it was made on ``dataset`` (e.g. ``'mnist 28x28'``) in this run profile, else ``{}``.
+
+    A notebook comparing itself with another notebook's figures must not compare with a run on other data or in
+    another profile, which a shared results folder may still hold.
+    """
+    figures = load_all().get(kind, {})
+    return figures if figures.get("dataset") == dataset and figures.get("profile") == config.profile() else {}

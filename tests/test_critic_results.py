@@ -76,6 +76,17 @@ def test_results_are_recorded_as_json(tmp_path, monkeypatch):
         results.record("vae", {"model": object()})
 
 
+def test_a_record_counts_only_for_its_data_set_and_profile(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_RESULTS_DIR", str(tmp_path))
+    monkeypatch.setenv("COURSE_PROFILE", "fast")
+    results.record("vae", {"dataset": "digits 8x8", "fid": 3.5})
+    assert results.recorded("vae", "digits 8x8")["fid"] == 3.5
+    assert results.recorded("vae", "mnist 28x28") == {}  # other data
+    assert results.recorded("gan", "digits 8x8") == {}  # nothing recorded
+    monkeypatch.setenv("COURSE_PROFILE", "full")
+    assert results.recorded("vae", "digits 8x8") == {}  # another profile
+
+
 def test_an_outdated_critic_checkpoint_is_replaced(tmp_path, monkeypatch, capsys):
     from torch import nn
 
