@@ -89,6 +89,38 @@ def test_guidance_scale_changes_the_samples_and_w0_ignores_the_labels():
     assert torch.allclose(plain, draw([10, 10], 1.0), atol=1e-4)  # the same maths, rounded in another order
 
 
+def test_scale_at_guides_only_inside_the_interval_ends_included():
+    assert guidance.scale_at(999, 1000, 3.0) == 3.0 and guidance.scale_at(0, 1000, 3.0) == 3.0  # default: everywhere
+    assert guidance.scale_at(500, 1000, 3.0, (0.0, 0.5)) == 3.0
+    assert guidance.scale_at(501, 1000, 3.0, (0.0, 0.5)) == 1.0  # outside: the plain conditional prediction
+    assert guidance.scale_at(99, 1000, 0.0, (0.1, 0.6)) == 1.0 and guidance.scale_at(100, 1000, 0.0, (0.1, 0.6)) == 0.0
+
+
+@pytest.mark.parametrize("interval", [(0.5, 0.5), (-0.1, 0.5), (0.0, 1.5), (0.6, 0.2), (0.3,)])
+def test_a_bad_interval_is_explained(interval):
+    with pytest.raises(ValueError, match="interval must be"):
+        guidance.scale_at(10, 100, 2.0, interval)
+    with pytest.raises(ValueError, match="interval must be"):
+        _model().sample_classes([1], w=2.0, interval=interval)
+
+
+def test_limited_interval_guides_only_its_steps():
+    """The sampler visits t = 49, 37, 24, 12, 0 of 50: (0, 0.5) guides the last three (doubled batches), and an
+    interval that holds no step gives the plain conditional model exactly."""
+    model = _model()
+    batches = []
+    model.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
+
+    def draw(w, interval=(0.0, 1.0)):
+        return model.sample_classes([1, 2], w=w, generator=torch.Generator().manual_seed(0), interval=interval)
+
+    limited = draw(3.0, (0.0, 0.5))
+    assert batches == [2, 2, 4, 4, 4]
+    assert torch.equal(draw(3.0, (0.0, 1.0)), draw(3.0))
+    assert torch.equal(draw(3.0, (0.5, 0.7)), draw(1.0))
+    assert not torch.equal(limited, draw(3.0)) and not torch.equal(limited, draw(1.0))
+
+
 def test_guided_sampler_explains_bad_arguments():
     model = _model()
     with pytest.raises(ValueError, match="w must be"):

@@ -92,6 +92,8 @@ def test_train_sample_and_load_again(trained):
     assert not torch.equal(samples, sample_guided(model, 1, w=0.0, n=5, seed=1))
     assert torch.equal(sample_guided(model, [1] * 5, w=2.0, seed=1), samples)
     assert sample_guided(model, [1] * 5, w=2.0, seed=1, batch_size=2).shape == (5, 1, 8, 8)  # a few at a time
+    limited = sample_guided(model, 1, w=2.0, n=5, seed=1, interval=(0.0, 0.5))  # guided in the less noisy half only
+    assert not torch.equal(limited, samples) and not torch.equal(limited, sample_guided(model, 1, w=1.0, n=5, seed=1))
     again, history2 = train_guided_diffusion(data, settings, checkpoint=path)  # finished: loaded, not trained
     assert torch.equal(sample_guided(again, 1, w=2.0, n=5, seed=1), samples) and history2.steps == history.steps
 
@@ -118,6 +120,8 @@ def test_sample_guided_takes_one_class_or_one_per_picture_and_explains_mistakes(
         sample_guided(model, 0, n=0)
     with pytest.raises(ValueError, match="empty"):
         sample_guided(model, [])
+    with pytest.raises(ValueError, match="interval must be"):
+        sample_guided(model, 0, interval=(0.5, 0.2))
     with pytest.raises(TypeError, match="ConditionalDiffusionModel"):
         sample_guided(make_unconditional(), 0)
 

@@ -25,6 +25,7 @@ from course_utils.plotting.core import (
 )
 from course_utils.plotting.diffusion import (
     plot_forward_process,
+    plot_guidance_frontier,
     plot_guidance_sweep,
     plot_schedules,
     plot_trajectory,
@@ -60,6 +61,7 @@ __all__ = [
     "plot_forward_process",
     "plot_schedules",
     "plot_trajectory",
+    "plot_guidance_frontier",
     "plot_guidance_sweep",
     "plot_gaussian_clouds",
     "show_nearest_neighbours",

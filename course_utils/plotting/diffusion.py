@@ -128,3 +128,48 @@ def plot_guidance_sweep(
     left.set_title("guidance: more of the digit asked for, less variety")
     fig.tight_layout()
     return fig
+
+
+def plot_guidance_frontier(
+    rows: Sequence[dict[str, Any]], reference_fid: float | None = None, reference_label: str = "unconditional model"
+) -> Figure:
+    """The trade-off of guidance as a frontier: one point per way of sampling, FID across, agreement up.
+
+    Each row is a dict with ``w``, ``agreement`` (a share, 0 to 1) and ``fid``, and optionally ``interval``: the
+    ``(low, high)`` fractions ``t / T`` of the schedule where ``w`` applied (absent or ``(0, 1)``: every step).
+    Guidance at every step is one line over ``w``; each limited interval gets its own line and marker. Every point
+    is labelled with its ``w``. Up and to the left is better: more of the digits asked for, closer to real ones.
+    ``reference_fid`` draws a dashed vertical line: another model's FID.
+    """
+    if len(rows) == 0:
+        raise ValueError("rows is empty: give one dict with 'w', 'agreement' and 'fid' per way of sampling")
+    for row in rows:
+        if not {"w", "agreement", "fid"} <= set(row):
+            raise ValueError(f"each row needs 'w', 'agreement' and 'fid', got keys {sorted(row)}")
+        if not 0.0 <= row["agreement"] <= 1.0:
+            raise ValueError(f"agreement is a share between 0 and 1, got {row['agreement']}")
+    groups: dict[tuple[float, float], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row.get("interval", (0.0, 1.0))), []).append(row)
+    fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    for (low, high), group in groups.items():
+        group = sorted(group, key=lambda row: row["w"])
+        if (low, high) == (0.0, 1.0):
+            style, label = "o-", "guided at every step"
+        else:
+            style = "s--"
+            label = f"guided only for t <= {high:g} T" if low == 0 else f"guided only for {low:g} T <= t <= {high:g} T"
+        fids, shares = [row["fid"] for row in group], [100 * row["agreement"] for row in group]
+        (line,) = ax.plot(fids, shares, style, label=label)
+        for row, x, y in zip(group, fids, shares, strict=True):
+            label_at = {"textcoords": "offset points", "xytext": (5, -10), "fontsize": 7, "color": line.get_color()}
+            ax.annotate(f"w={row['w']:g}", (x, y), **label_at)
+    if reference_fid is not None:
+        ax.axvline(reference_fid, color="tab:red", linestyle=":", linewidth=1, label=f"FID of the {reference_label}")
+    ax.set_xlabel("FID in the critic's features (lower: closer to real digits)")
+    ax.set_ylabel("critic agrees with the digit asked for (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("fidelity against diversity: up and to the left is better")
+    fig.tight_layout()
+    return fig
