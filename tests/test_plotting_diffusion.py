@@ -76,18 +76,21 @@ def test_guidance_frontier_draws_one_line_per_interval_with_fid_across_and_agree
     rows = [
         {"w": 2.0, "agreement": 0.98, "fid": 27.0},
         {"w": 0.0, "agreement": 0.1, "fid": 70.0, "interval": (0.0, 1.0)},
+        {"w": 1.0, "agreement": 0.7, "fid": 30.0},
         {"w": 3.0, "agreement": 0.95, "fid": 14.0, "interval": (0.0, 0.4)},
         {"w": 5.0, "agreement": 0.97, "fid": 15.0, "interval": (0.0, 0.4)},
     ]
     fig = plotting.plot_guidance_frontier(rows, reference_fid=14.5)
     ax = fig.axes[0]
     every_step, limited, reference = ax.lines
-    assert list(every_step.get_xdata()) == [70.0, 27.0] and list(every_step.get_ydata()) == [10.0, 98.0]  # sorted by w
+    assert list(every_step.get_xdata()) == [30.0, 27.0] and list(every_step.get_ydata()) == [70.0, 98.0]  # sorted by w
     assert list(limited.get_xdata()) == [14.0, 15.0] and list(reference.get_xdata()) == [14.5, 14.5]
-    assert [text.get_text() for text in ax.texts] == ["w=0", "w=2", "w=3", "w=5"]
+    assert [text.get_text() for text in ax.texts] == ["w=1", "w=2", "w=3", "w=5"]  # w = 0 left out
     assert "t <= 0.4 T" in ax.get_legend().get_texts()[1].get_text()
     with pytest.raises(ValueError, match="empty"):
         plotting.plot_guidance_frontier([])
+    with pytest.raises(ValueError, match="no row has w >= 1"):
+        plotting.plot_guidance_frontier([{"w": 0.0, "fid": 3.0, "agreement": 0.1}])
     with pytest.raises(ValueError, match="needs 'w', 'agreement' and 'fid'"):
         plotting.plot_guidance_frontier([{"w": 1.0, "fid": 3.0}])
     with pytest.raises(ValueError, match="between 0 and 1"):

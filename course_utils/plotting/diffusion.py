@@ -139,7 +139,9 @@ def plot_guidance_frontier(
     ``(low, high)`` fractions ``t / T`` of the schedule where ``w`` applied (absent or ``(0, 1)``: every step).
     Guidance at every step is one line over ``w``; each limited interval gets its own line and marker. Every point
     is labelled with its ``w``. Up and to the left is better: more of the digits asked for, closer to real ones.
-    ``reference_fid`` draws a dashed vertical line: another model's FID.
+    ``reference_fid`` draws a dotted vertical line: another model's FID. Rows with ``w < 1`` (towards the
+    unconditional model, near chance agreement) are left out: :func:`plot_guidance_sweep` shows them, and here they
+    would squash the region where the choice is made.
     """
     if len(rows) == 0:
         raise ValueError("rows is empty: give one dict with 'w', 'agreement' and 'fid' per way of sampling")
@@ -148,8 +150,13 @@ def plot_guidance_frontier(
             raise ValueError(f"each row needs 'w', 'agreement' and 'fid', got keys {sorted(row)}")
         if not 0.0 <= row["agreement"] <= 1.0:
             raise ValueError(f"agreement is a share between 0 and 1, got {row['agreement']}")
+    guided = [row for row in rows if row["w"] >= 1]
+    if not guided:
+        raise ValueError(
+            "no row has w >= 1: the frontier compares guided ways of sampling (plot_guidance_sweep shows w < 1)"
+        )
     groups: dict[tuple[float, float], list[dict[str, Any]]] = {}
-    for row in rows:
+    for row in guided:
         groups.setdefault(tuple(row.get("interval", (0.0, 1.0))), []).append(row)
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
     for (low, high), group in groups.items():
@@ -162,10 +169,11 @@ def plot_guidance_frontier(
         fids, shares = [row["fid"] for row in group], [100 * row["agreement"] for row in group]
         (line,) = ax.plot(fids, shares, style, label=label)
         for row, x, y in zip(group, fids, shares, strict=True):
-            label_at = {"textcoords": "offset points", "xytext": (5, -10), "fontsize": 7, "color": line.get_color()}
+            label_at = {"textcoords": "offset points", "xytext": (6, -3), "fontsize": 7, "color": line.get_color()}
             ax.annotate(f"w={row['w']:g}", (x, y), **label_at)
     if reference_fid is not None:
         ax.axvline(reference_fid, color="tab:red", linestyle=":", linewidth=1, label=f"FID of the {reference_label}")
+    ax.margins(x=0.1)  # room for the labels of the outermost points
     ax.set_xlabel("FID in the critic's features (lower: closer to real digits)")
     ax.set_ylabel("critic agrees with the digit asked for (%)")
     ax.grid(alpha=0.3)
