@@ -46,7 +46,11 @@ def guided_eps(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, w: float) -> to
     return eps_uncond + w * (eps_cond - eps_uncond)
 
 
-def scale_at(step: int, timesteps: int, w: float, interval: tuple[float, float] = (0.0, 1.0)) -> float:
+EVERY_STEP = (0.0, 1.0)
+"""The interval (fractions ``t / T`` of the schedule) that guides at every step: plain classifier-free guidance."""
+
+
+def scale_at(step: int, timesteps: int, w: float, interval: tuple[float, float] = EVERY_STEP) -> float:
     """The guidance scale used at ``step`` of a schedule of ``timesteps`` steps: ``w`` where ``step / timesteps``
     lies in ``interval`` (both ends included), 1 elsewhere (the plain conditional prediction, no guidance).
 
@@ -66,6 +70,15 @@ def check_interval(interval: tuple[float, float]) -> tuple[float, float]:
             f"applies, e.g. (0, 0.5) for its less noisy half; got {tuple(interval)}"
         )
     return float(interval[0]), float(interval[1])
+
+
+def describe_interval(interval: tuple[float, float]) -> str:
+    """Where an interval guides, in words for titles and printouts: ``'at every step'``, ``'only for t <= 0.4 T'``
+    or ``'only for 0.1 T <= t <= 0.6 T'``."""
+    low, high = check_interval(interval)
+    if (low, high) == EVERY_STEP:
+        return "at every step"
+    return f"only for t <= {high:g} T" if low == 0 else f"only for {low:g} T <= t <= {high:g} T"
 
 
 def drop_labels(
@@ -136,7 +149,7 @@ def guided_ddim_sample(
     generator: torch.Generator | None = None,
     clip: float | None = 1.0,
     device: torch.device | str = "cpu",
-    interval: tuple[float, float] = (0.0, 1.0),
+    interval: tuple[float, float] = EVERY_STEP,
 ) -> torch.Tensor:
     """DDIM sampling (see :func:`course_utils.diffusion.ddim_sample`) with classifier-free guidance.
 
@@ -210,7 +223,7 @@ class ConditionalDiffusionModel(DiffusionModel):
         generator: torch.Generator | None = None,
         steps: int | None = None,
         eta: float | None = None,
-        interval: tuple[float, float] = (0.0, 1.0),
+        interval: tuple[float, float] = EVERY_STEP,
     ) -> torch.Tensor:
         """One image in ``[-1, 1]`` per entry of ``labels`` (a class, or :attr:`null_label` for any), guided by ``w``
         at the steps in ``interval`` (see :func:`scale_at`).

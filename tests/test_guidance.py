@@ -96,12 +96,20 @@ def test_scale_at_guides_only_inside_the_interval_ends_included():
     assert guidance.scale_at(99, 1000, 0.0, (0.1, 0.6)) == 1.0 and guidance.scale_at(100, 1000, 0.0, (0.1, 0.6)) == 0.0
 
 
+def test_describe_interval_says_where_guidance_acts():
+    assert guidance.describe_interval(guidance.EVERY_STEP) == "at every step"
+    assert guidance.describe_interval((0.0, 0.4)) == "only for t <= 0.4 T"
+    assert guidance.describe_interval((0.1, 0.6)) == "only for 0.1 T <= t <= 0.6 T"
+
+
 @pytest.mark.parametrize("interval", [(0.5, 0.5), (-0.1, 0.5), (0.0, 1.5), (0.6, 0.2), (0.3,)])
 def test_a_bad_interval_is_explained(interval):
     with pytest.raises(ValueError, match="interval must be"):
         guidance.scale_at(10, 100, 2.0, interval)
     with pytest.raises(ValueError, match="interval must be"):
         _model().sample_classes([1], w=2.0, interval=interval)
+    with pytest.raises(ValueError, match="interval must be"):
+        guidance.describe_interval(interval)
 
 
 def test_limited_interval_guides_only_its_steps():

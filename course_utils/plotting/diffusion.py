@@ -155,17 +155,15 @@ def plot_guidance_frontier(
         raise ValueError(
             "no row has w >= 1: the frontier compares guided ways of sampling (plot_guidance_sweep shows w < 1)"
         )
+    from course_utils.guidance import EVERY_STEP, describe_interval
+
     groups: dict[tuple[float, float], list[dict[str, Any]]] = {}
     for row in guided:
-        groups.setdefault(tuple(row.get("interval", (0.0, 1.0))), []).append(row)
+        groups.setdefault(tuple(row.get("interval", EVERY_STEP)), []).append(row)
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
-    for (low, high), group in groups.items():
+    for interval, group in groups.items():
         group = sorted(group, key=lambda row: row["w"])
-        if (low, high) == (0.0, 1.0):
-            style, label = "o-", "guided at every step"
-        else:
-            style = "s--"
-            label = f"guided only for t <= {high:g} T" if low == 0 else f"guided only for {low:g} T <= t <= {high:g} T"
+        style, label = ("o-" if interval == EVERY_STEP else "s--"), f"guided {describe_interval(interval)}"
         fids, shares = [row["fid"] for row in group], [100 * row["agreement"] for row in group]
         (line,) = ax.plot(fids, shares, style, label=label)
         for row, x, y in zip(group, fids, shares, strict=True):

@@ -125,7 +125,7 @@ def sample_guided(
     steps: int | None = None,
     eta: float | None = None,
     batch_size: int = 250,
-    interval: tuple[float, float] = (0.0, 1.0),
+    interval: tuple[float, float] = guidance.EVERY_STEP,
 ) -> torch.Tensor:
     """Pictures of the classes ``labels``, guided with scale ``w``: a CPU tensor ``n x C x H x W`` in [0, 1].
 
@@ -157,7 +157,6 @@ def sample_guided(
             f"labels must lie in 0 .. {model.null_label} ({model.null_label} means 'any digit'), "
             f"got {int(labels.min())} .. {int(labels.max())}"
         )
-    guidance.check_interval(interval)
     generator = torch.Generator().manual_seed(seed)
     with evaluating(model):
         chunks = [model.sample_classes(chunk, w, generator, steps, eta, interval) for chunk in labels.split(batch_size)]
