@@ -163,7 +163,6 @@ def guided_ddim_sample(
     """
     if w < 0:
         raise ValueError(f"the guidance scale w must be >= 0 (0: unconditional, 1: conditional), got {w}")
-    check_interval(interval)
     labels = torch.as_tensor(labels, dtype=torch.int64).to(device)
     if labels.shape != (shape[0],):
         raise ValueError(f"labels must hold one class per image, shape ({shape[0]},); got {tuple(labels.shape)}")
