@@ -17,7 +17,7 @@ PYTEST  := OMP_NUM_THREADS=1 $(PY) -m pytest -n $(JOBS)
 NOTEBOOK_RUN := $(CURDIR)/build/test-notebooks
 
 .PHONY: help install lab test test-unit test-notebooks test-student test-pretrained lint format course student \
-	benchmark pretrained clean
+	grading benchmark pretrained clean
 
 help:
 	@echo "make lab        open the course in JupyterLab (installs first)"
@@ -25,6 +25,7 @@ help:
 	@echo "                then the full profile with the course's pretrained models)"
 	@echo "make course     execute every notebook into HTML under build/html (PROFILE=fast for a quick build)"
 	@echo "make student    generate the student notebooks under build/student and build/EXERCISES.md"
+	@echo "make grading    write nbgrader's cell metadata into the notebooks, from their solution markers"
 	@echo "make benchmark  time, memory and sample quality of every notebook (PROFILE=fast, NOTEBOOK=05)"
 	@echo "make pretrained retrain the course's pretrained weights (COURSE_PRETRAINED=1 loads them)"
 
@@ -41,9 +42,11 @@ install: $(STAMP)
 lab: install
 	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/00_generative_vs_discriminative.ipynb
 
+# The notebooks' nbgrader metadata must agree with their solution markers (make grading rewrites it).
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) tools/grading.py
 
 format: install
 	$(PY) -m ruff format .
@@ -87,6 +90,9 @@ course: install
 
 student: install
 	$(PY) tools/make_student.py $(if $(NOTEBOOK),--notebook $(NOTEBOOK))
+
+grading: install
+	$(PY) tools/grading.py --write
 
 benchmark: install
 	$(PY) tools/benchmark.py --profile $(PROFILE) $(if $(NOTEBOOK),--notebook $(NOTEBOOK))

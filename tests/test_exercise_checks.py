@@ -51,3 +51,22 @@ def test_every_check_takes_the_students_function_alone():
 def test_stub_gets_not_implemented_yet(name, check_fn, capsys):
     assert not check_fn(_stub)
     assert "not implemented yet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mode", ["autograde", "validate"])
+@pytest.mark.parametrize(("name", "check_fn"), CHECKS, ids=[name for name, _ in CHECKS])
+def test_stub_fails_the_check_while_nbgrader_grades(name, check_fn, mode, monkeypatch, capsys):
+    # nbgrader scores a test cell by whether it raised: the stub must raise there, or it would earn full points.
+    monkeypatch.setenv("NBGRADER_EXECUTION", mode)
+    with pytest.raises(NotImplementedError, match="not implemented"):
+        check_fn(_stub)
+    assert "not implemented yet" not in capsys.readouterr().out
+
+
+def test_grading_reads_nbgraders_variable(monkeypatch):
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    assert not exercises_package.grading()
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    assert exercises_package.grading()
+    monkeypatch.setenv("NBGRADER_EXECUTION", "")
+    assert not exercises_package.grading()

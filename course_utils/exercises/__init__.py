@@ -7,13 +7,15 @@ Every check is built on :func:`check`, which turns the three possible outcomes i
 * passed: one green line;
 * the function still raises ``NotImplementedError`` (the student has not written it yet): one
   line saying so, and the notebook carries on, because later cells never rely on the student's
-  function;
+  function. Under nbgrader's autograder or its "Validate" button (:func:`grading`), the stub's
+  ``NotImplementedError`` propagates instead, so the check cell fails and scores 0;
 * a wrong answer: an :class:`ExerciseError` whose message says what was expected, what came out,
   and a hint, so the cell turns red and the student knows where to look.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -43,14 +45,25 @@ class CheckResult:
         pass
 
 
+def grading() -> bool:
+    """True while nbgrader grades or validates the notebook (it sets ``NBGRADER_EXECUTION`` for the kernel).
+
+    A student working in the notebook gets ``False``: an unfinished exercise is a friendly line, not an error.
+    """
+    return os.environ.get("NBGRADER_EXECUTION", "").strip().lower() in ("autograde", "validate")
+
+
 def check(title: str, test: Callable[[], None]) -> CheckResult:
     """Run ``test`` (which raises :class:`ExerciseError` on a wrong answer) and report the outcome.
 
-    The result is true when the check passed and false when the exercise is not implemented yet.
+    The result is true when the check passed and false when the exercise is not implemented yet. While nbgrader
+    grades (:func:`grading`), an unfinished exercise raises ``NotImplementedError`` instead, so it scores 0.
     """
     try:
         test()
     except NotImplementedError:
+        if grading():
+            raise NotImplementedError(f"{title}: not implemented (scored 0 by the autograder)") from None
         print(
             f"⏳ {title}: not implemented yet. Write your code in place of `raise NotImplementedError()` and run again."
         )
