@@ -34,6 +34,11 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	@# nbgrader's JupyterLab panels and server extensions belong on an instructor's hub, not in a student's lab (its
+	@# command line, which grading uses, needs neither). README, "For instructors", says how to turn them back on.
+	@$(VENV)/bin/jupyter labextension disable --level=sys_prefix @jupyter/nbgrader >/dev/null 2>&1
+	@for e in formgrader validate_assignment assignment_list course_list; do \
+		$(VENV)/bin/jupyter server extension disable --sys-prefix nbgrader.server_extensions.$$e >/dev/null 2>&1; done
 	@touch $(STAMP)
 
 install: $(STAMP)
