@@ -136,7 +136,7 @@ def test_publish_commits_only_student_notebooks_and_a_readme(tmp_path: Path) -> 
     for name in ("00_intro.ipynb", "01_next.ipynb"):
         text = (repo / name).read_text()
         assert SECRET not in text and "raise NotImplementedError()" in text
-    assert "00_intro.ipynb, 01_next.ipynb" in (repo / "README.md").read_text()
+    assert "- 00_intro.ipynb\n- 01_next.ipynb\n" in (repo / "README.md").read_text()
     assert not list(repo.glob("EXERCISES*")), "the instructor's overview must not reach the students"
 
 
@@ -159,7 +159,7 @@ def test_publish_releases_notebooks_one_at_a_time(tmp_path: Path) -> None:
     assert git(repo, "ls-files").splitlines() == ["00_intro.ipynb", "README.md"]
     hub.publish(repo, course, selection="01")
     assert git(repo, "ls-files").splitlines() == ["00_intro.ipynb", "01_next.ipynb", "README.md"]
-    assert "00_intro.ipynb, 01_next.ipynb" in (repo / "README.md").read_text()
+    assert "- 00_intro.ipynb\n- 01_next.ipynb\n" in (repo / "README.md").read_text()
 
 
 def test_publish_refuses_what_it_cannot_publish_into(tmp_path: Path) -> None:
@@ -183,7 +183,8 @@ def test_command_line_publish_and_links(tmp_path: Path, capsys: pytest.CaptureFi
     course = write_course(tmp_path / "course")
     repo = tmp_path / "repo"
     assert hub.main(["publish", "--repo", str(repo), "--notebooks", str(course)]) == 0
-    assert "2 student notebooks; commit " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "2 student notebooks; commit " in out and "remote add origin" in out
     assert hub.main(["links", "--hub", HUB, "--repo-url", REPO_URL, "--repo", str(repo)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(" ")[0] for line in lines] == ["00_intro.ipynb", "01_next.ipynb"]
@@ -197,7 +198,8 @@ def test_command_line_publish_and_links(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_a_students_edits_survive_the_next_publish(tmp_path: Path) -> None:
     """nbgitpuller's documented merge rule on what publish writes: the student's lines win where both changed the
-    same lines, the instructor's other changes (same notebook, other notebook, a new notebook) arrive."""
+    same lines, the instructor's other changes (same notebook, other notebook, a new notebook) arrive, and a notebook
+    the student deleted comes back."""
     from nbgitpuller.pull import GitPuller
 
     course = write_course(tmp_path / "course", ("00_intro", "01_next", "02_later"))
@@ -215,6 +217,7 @@ def test_a_students_edits_survive_the_next_publish(tmp_path: Path) -> None:
     edit_cell(course / "00_intro.ipynb", 0, "# 00_intro", "# 00_intro (updated)")  # the same line: Alice's wins
     edit_cell(course / "00_intro.ipynb", 3, "Well done.", "Well done, on to 01.")  # another cell: arrives
     edit_cell(course / "01_next.ipynb", 3, "Well done.", "Well done, on to 02.")  # another notebook: arrives
+    (home / "01_next.ipynb").unlink()  # "start over": the next click brings a fresh copy
     hub.publish(repo, course)  # also releases 02
     pull()
 

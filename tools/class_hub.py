@@ -43,7 +43,9 @@ and keeps your own changes: where you and the instructor changed the same lines,
 - To start a notebook over, delete it and click its link again: you get a fresh copy.
 - Do not run git commands in this folder yourself: the links do it for you.
 
-Notebooks here: {names}
+Notebooks here:
+
+{names}
 """
 _BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]+(?<![./])$")
 _REPO_SCHEMES = ("https", "http", "git", "ssh", "file")
@@ -118,7 +120,8 @@ def publish(
         except (MarkerError, ValueError) as exc:
             raise HubError(str(exc)) from exc
     held = sorted(p.name for p in repo.glob("*.ipynb"))
-    (repo / "README.md").write_text(STUDENT_README.format(names=", ".join(held)), encoding="utf-8")
+    listing = "\n".join(f"- {name}" for name in held)
+    (repo / "README.md").write_text(STUDENT_README.format(names=listing), encoding="utf-8")
     _git(repo, "add", "README.md", *(p.name for p in built.notebooks))
     names = ", ".join(p.stem.split("_")[0] for p in built.notebooks)
     message = message or f"Publish the student version of notebooks {names}"
@@ -228,8 +231,10 @@ def main(argv: list[str] | None = None) -> int:
             done = publish(args.repo, args.notebooks, args.notebook, args.message, args.branch)
             what = f"commit {done.commit[:12]}: {done.message}" if done.commit else "nothing changed, no commit"
             print(f"{done.repo}: {len(done.notebooks)} student notebooks; {what}")
-            if done.commit:
-                print(f"next: push it where students' servers can clone it (git -C {done.repo} push)")
+            if done.commit and _git(done.repo, "remote", check=False).stdout.strip():
+                print(f"next: git -C {done.repo} push")
+            elif done.commit:
+                print(f"next: git -C {done.repo} remote add origin <URL students' servers can clone>, then push")
         else:
             for name, link in links(args.hub, args.repo_url, args.repo, args.branch, args.target):
                 print(f"{name} {link}")

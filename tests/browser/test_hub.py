@@ -24,6 +24,7 @@ import pytest
 from hub_driver import HUB_REPORT, Hub, class_hub, log_in
 from jupyterlab_driver import (
     PROJECT_ROOT,
+    PlaywrightTimeout,
     cell_output_area,
     is_environment_check,
     notebook_cells,
@@ -61,10 +62,20 @@ def first_line(path: Path, index: int = 0) -> str:
     return nbformat.read(path, as_version=4).cells[index].source.splitlines()[0]
 
 
-def open_link(page: Any, link: str, path: str) -> None:
-    """Follow an nbgitpuller link and wait until JupyterLab shows ``path`` with its kernel idle."""
+def open_link(page: Any, hub: Hub, user: str, link: str, log_in_first: bool = False) -> None:
+    """Follow the nbgitpuller link of notebook 00 (logging in when asked) until JupyterLab shows it, kernel idle."""
     page.goto(link, wait_until="domcontentloaded")
-    wait_for_notebook(page, path, timeout_s=TIMEOUT_S)
+    if log_in_first:
+        log_in(page, hub, user)
+    try:
+        wait_for_notebook(page, f"{TARGET}/{NB00}", timeout_s=TIMEOUT_S)
+    except (PlaywrightTimeout, TimeoutError) as exc:
+        home = sorted(str(p.relative_to(hub.home(user))) for p in hub.home(user).glob("*/*.ipynb"))
+        raise AssertionError(
+            f"{user}: the link did not open {TARGET}/{NB00} in JupyterLab ({exc}); the page is at {page.url}; "
+            f"notebooks in {user}'s home: {home}"
+        ) from exc
+    assert page.url.startswith(f"{hub.url}/user/{user}/lab/tree/{TARGET}/{NB00}"), page.url
 
 
 def show_environment_check(page: Any, user: str, folder: Path) -> str:
@@ -95,7 +106,6 @@ def test_a_class_on_jupyterhub(hub_available: None, chromium: Any, tmp_path: Pat
     screenshots = PROJECT_ROOT / "build" / "screenshots" / "hub"
     shutil.rmtree(screenshots, ignore_errors=True)
     screenshots.mkdir(parents=True)
-    path00 = f"{TARGET}/{NB00}"
 
     with class_hub(tmp_path / "hub", STUDENTS) as hub:
         link = nbgitpuller_link(hub.url, repo_url, NB00, branch="main", target=TARGET)
@@ -104,16 +114,13 @@ def test_a_class_on_jupyterhub(hub_available: None, chromium: Any, tmp_path: Pat
             context = chromium.new_context(viewport={"width": 1400, "height": 1600})
             context.set_default_timeout(TIMEOUT_S * 1000)
             page = pages[user] = context.new_page()
-            page.goto(link, wait_until="domcontentloaded")
-            log_in(page, hub, user)
-            wait_for_notebook(page, path00, timeout_s=TIMEOUT_S)
-            assert page.url.startswith(f"{hub.url}/user/{user}/lab/tree/{TARGET}/{NB00}"), page.url
+            open_link(page, hub, user, link, log_in_first=True)
             print(f"{user}: {show_environment_check(page, user, screenshots).strip()}")
             clone = hub.home(user) / TARGET
             assert sorted(p.name for p in clone.glob("*.ipynb")) == [NB00, NB01], f"{user}'s clone: {clone}"
 
         _alice_edits_then_the_instructor_publishes(hub, course, first.repo)
-        open_link(pages["alice"], link, path00)  # alice clicks the same link again
+        open_link(pages["alice"], hub, "alice", link)  # alice clicks the same link again
         _check_the_merge(hub, pages["alice"], first.repo, first.commit)
         cpu = tree_cpu_seconds() - cpu_before  # before the teardown kills the hub's processes
         for page in pages.values():
