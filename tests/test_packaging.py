@@ -17,6 +17,9 @@ except ModuleNotFoundError:  # Python 3.10
 
 ROOT = Path(__file__).resolve().parents[1]
 CONDA_NAMES = {"torch": "pytorch-cpu"}  # conda-forge's CPU-only PyTorch
+# Optional packages the conda environments carry too, with pyproject's version range: the class hub's image is
+# binder/'s environment, and students' nbgitpuller links need nbgitpuller in it.
+CONDA_FROM_EXTRAS = {"nbgitpuller": "grading"}
 
 
 def split_requirement(requirement: str) -> tuple[str, str]:
@@ -44,9 +47,15 @@ def conda_dependencies(path: Path) -> dict[str, str]:
     return packages
 
 
+def pyproject_extra(extra: str) -> dict[str, str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return dict(split_requirement(r) for r in project["optional-dependencies"][extra])
+
+
 def test_environment_yml_lists_the_same_packages_as_pyproject():
     conda = conda_dependencies(ROOT / "environment.yml")
     expected = {CONDA_NAMES.get(name, name): spec for name, spec in pyproject_dependencies().items()}
+    expected |= {name: pyproject_extra(extra)[name] for name, extra in CONDA_FROM_EXTRAS.items()}
     extra = set(conda) - set(expected) - {"python", "pip"}
     missing = set(expected) - set(conda)
     assert not missing and not extra, f"environment.yml drifted from pyproject.toml: missing {missing}, extra {extra}"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hub_driver import HUB_REPORT, PROXY_INSTALL_HINT, missing_proxy
 from jupyterlab_driver import (
     INSTALL_HINT,
     PROJECT_ROOT,
@@ -25,10 +26,12 @@ from jupyterlab_driver import (
     missing_browser,
     port_is_free,
     process_group_alive,
+    tree_cpu_seconds,
 )
 
 SCREENSHOT_DIR = PROJECT_ROOT / "build" / "screenshots"
 _skip_reason: list[str] = []
+_hub_skip_reason: list[str] = []
 _cpu_seconds: list[float] = []
 
 
@@ -49,8 +52,24 @@ def browser_available() -> None:
     pytest.skip(f"{reason}; {INSTALL_HINT}")
 
 
+@pytest.fixture(scope="session")
+def hub_available(browser_available: None) -> None:
+    """Skip (locally) or fail (in CI) when configurable-http-proxy, JupyterHub or nbgitpuller is missing."""
+    reason = missing_proxy()
+    if reason is None:
+        return
+    if in_ci():
+        pytest.fail(f"CI=true and {reason}: the hub test must run in CI; {PROXY_INSTALL_HINT}", pytrace=False)
+    _hub_skip_reason[:] = [reason]
+    pytest.skip(f"{reason}; {PROXY_INSTALL_HINT}")
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """The one line a developer without Chromium sees about the skipped browser suite; else the CPU it used."""
+    for line in HUB_REPORT:
+        terminalreporter.write_line(line)
+    if _hub_skip_reason and not _skip_reason:
+        terminalreporter.write_line(f"hub test skipped: {_hub_skip_reason[0]}; {PROXY_INSTALL_HINT}", yellow=True)
     if _skip_reason:
         terminalreporter.write_line(f"browser suite skipped: {_skip_reason[0]}; {INSTALL_HINT}", yellow=True)
     elif _cpu_seconds:
@@ -66,24 +85,6 @@ def _versions() -> str:
     return f"{chromium_version()}; " + ", ".join(f"{n} {importlib.metadata.version(n)}" for n in names)
 
 
-def _tree_cpu_seconds() -> float:
-    """CPU seconds used by this process and everything under it, including children that have exited and were
-    waited for (kernels stopped by the server). A figure that does not depend on how busy the machine is."""
-    try:
-        import psutil
-    except ImportError:  # psutil is a dev dependency; without it there is no figure
-        return float("nan")
-    total = 0.0
-    me = psutil.Process()
-    for process in [me, *me.children(recursive=True)]:
-        try:
-            times = process.cpu_times()
-        except psutil.Error:
-            continue
-        total += times.user + times.system + times.children_user + times.children_system
-    return total
-
-
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """Name the browser and JupyterLab the suite drives (shown when the run is aimed at tests/browser)."""
     if missing_browser() is not None:
@@ -97,7 +98,7 @@ def lab(browser_available: None, tmp_path_factory: pytest.TempPathFactory) -> It
     work_dir = tmp_path_factory.mktemp("jupyterlab")
     with lab_server(PROJECT_ROOT, work_dir) as server:
         yield server
-        _cpu_seconds.append(_tree_cpu_seconds())  # before the kill: server, kernels (also the stopped ones), Chromium
+        _cpu_seconds.append(tree_cpu_seconds())  # before the kill: server, kernels (also the stopped ones), Chromium
     # The context manager has killed the server's process group; make sure nothing outlived it.
     assert not process_group_alive(server.process.pid), "JupyterLab or one of its kernels outlived the test session"
     assert port_is_free(server.port), f"port {server.port} is still taken after JupyterLab was stopped"

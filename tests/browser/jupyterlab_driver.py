@@ -85,6 +85,24 @@ def chromium_version() -> str:
     return result.stdout.strip()
 
 
+def tree_cpu_seconds() -> float:
+    """CPU seconds used by this process and everything under it, including children that have exited and were
+    waited for (kernels stopped by the server). A figure that does not depend on how busy the machine is."""
+    try:
+        import psutil
+    except ImportError:  # psutil is a dev dependency; without it there is no figure
+        return float("nan")
+    total = 0.0
+    me = psutil.Process()
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
 # ----------------------------------------------------------------------------------------------------- server
 
 
@@ -408,6 +426,17 @@ def open_notebook(page: Any, server: LabServer, rel_path: str, timeout_s: float 
     """
     start = time.monotonic()
     page.goto(server.url(f"lab/tree/{rel_path}"), wait_until="domcontentloaded", timeout=timeout_s * 1000)
+    loaded = time.monotonic() - start
+    return loaded + wait_for_notebook(page, rel_path, timeout_s)
+
+
+def wait_for_notebook(page: Any, rel_path: str, timeout_s: float = 120.0) -> float:
+    """Wait until the page shows JupyterLab with ``rel_path`` (relative to the server's root) open and its kernel
+    started and idle, however the page got there (a link that redirects, a hub's spawn page).
+
+    Returns the seconds until JupyterLab showed the notebook (the rest of the wait is the kernel starting).
+    """
+    start = time.monotonic()
     page.wait_for_function(
         f"(path) => window.jupyterapp && {_PANEL} && {_PANEL}.context && {_PANEL}.context.path === path",
         arg=rel_path,
@@ -428,6 +457,20 @@ def open_notebook(page: Any, server: LabServer, rel_path: str, timeout_s: float 
             return shown
         time.sleep(0.25)
     raise TimeoutError(f"the kernel of {rel_path} was not idle {timeout_s:.0f} s after opening it")
+
+
+# What the set-up check of notebook 00 prints: the PyTorch version, the device, and the run profile, which must be the
+# server's COURSE_PROFILE=fast (so the variable reached the kernel).
+ENVIRONMENT_CHECK = [
+    re.compile(r"PyTorch \d+\.\d+"),
+    re.compile(r"(?i)device\W+(cpu|cuda|mps)"),
+    re.compile(r"(?i)profile\W+fast"),
+]
+
+
+def is_environment_check(text: str) -> bool:
+    """True when ``text`` is notebook 00's set-up check: PyTorch's version, the device and profile ``fast``."""
+    return all(pattern.search(text) for pattern in ENVIRONMENT_CHECK)
 
 
 def run_all_cells(page: Any, timeout_s: float) -> dict:

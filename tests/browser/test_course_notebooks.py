@@ -17,6 +17,7 @@ from typing import Any
 import nbformat
 import pytest
 from jupyterlab_driver import (
+    ENVIRONMENT_CHECK,
     PROJECT_ROOT,
     LabServer,
     cell_output_area,
@@ -122,15 +123,6 @@ def test_diagrams_render_as_svg(notebook: Path, page: Any, lab: LabServer, scree
     if notebook.name in REQUIRED_DIAGRAM_NOTEBOOKS:
         assert report.counts["diagrams"] >= 1, f"{notebook.name} should draw at least one diagram: {report.summary()}"
     assert report.counts["diagrams"] == report.counts["mermaid_blocks"], report.summary()
-
-
-# What the set-up check of notebook 00 prints: the PyTorch version, the device, and the run profile, which must be the
-# server's COURSE_PROFILE=fast (so the variable reached the kernel).
-ENVIRONMENT_CHECK = [
-    re.compile(r"PyTorch \d+\.\d+"),
-    re.compile(r"(?i)device\W+(cpu|cuda|mps)"),
-    re.compile(r"(?i)profile\W+fast"),
-]
 
 
 def test_notebook_00_shows_its_environment_check(page: Any, lab: LabServer, screenshot_dir: Path) -> None:
