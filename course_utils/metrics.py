@@ -282,6 +282,9 @@ def precision_recall(
 
     * precision: the fraction of *fake* samples inside the real manifold (quality: low when samples look wrong);
     * recall: the fraction of *real* samples inside the fake manifold (diversity: low under mode collapse).
+
+    Give both sets the same size, as Kynkaanniemi et al. do: the balls shrink as a set grows, so a larger real set
+    flatters recall and penalises precision (notebook 08 shows it).
     """
     real = _as_float64(real_features, "real_features")
     fake = _as_float64(fake_features, "fake_features")

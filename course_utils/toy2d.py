@@ -114,7 +114,8 @@ class Coverage(NamedTuple):
 
 def mode_coverage(samples: torch.Tensor, mixture: Mixture, n_std: float = 3.0, min_share: float = 0.05) -> Coverage:
     """Count the modes the ``samples`` (``N x 2``) visit: a mode is covered when at least ``min_share`` of all
-    samples lie within ``n_std`` standard deviations of its centre (the rule of Metz et al. 2017, with 5%).
+    samples lie within ``n_std`` standard deviations of its centre. (The 3-standard-deviation "high-quality
+    sample" rule is usually credited to VEEGAN, Srivastava et al. 2017, and PacGAN; the 5% share is the course's.)
     """
     if samples.ndim != 2 or samples.shape[1] != 2:
         raise ValueError(f"samples must be an N x 2 tensor of points, got shape {tuple(samples.shape)}")
