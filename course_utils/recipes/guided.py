@@ -12,7 +12,7 @@ notebook 06 trains and the evaluation notebook's scoreboard loads.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,11 +20,11 @@ import torch
 from course_utils import config, diffusion, guidance
 from course_utils.data import ImageData, to_signed, to_unit
 from course_utils.history import History
-from course_utils.loop import evaluating
+from course_utils.loop import SAMPLING, evaluating
 from course_utils.models.unet import UNet
 from course_utils.recipes.diffusion import DiffusionConfig, train_denoiser
 
-GUIDANCE = 2.0
+GUIDANCE = guidance.GUIDANCE
 """The course's guidance scale ``w`` for the widget and the pictures: digits nobody can mistake. Measured with 60,000
 MNIST-sized pictures and :func:`guided_preset` (full profile, 330 s of training), the critic recognised the digit
 asked for in 99.8% of 1,000 samples at ``w = 2`` (FID 41), 98.3% at ``w = 1.25`` (FID 19) and 93% at ``w = 1``
@@ -40,11 +40,12 @@ class GuidedDiffusionConfig(DiffusionConfig):
     """A class-conditional diffusion model's settings: :class:`DiffusionConfig`'s, plus ``num_classes`` (the
     labels run over ``0 .. num_classes - 1``; one more embedding is the "no label" token), ``label_dropout``,
     the share of training labels hidden so that the same network also learns to draw any digit, and ``clip``,
-    the range ``[-clip, clip]`` each guess of the clean data is kept in while sampling (1 for pixels)."""
+    the range ``[-clip, clip]`` each guess of the clean data is kept in while sampling (1 for pixels; a sampling
+    setting, free to change after training)."""
 
     num_classes: int = 10
     label_dropout: float = 0.1
-    clip: float = 1.0
+    clip: float | None = field(default=1.0, metadata=SAMPLING)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -134,9 +135,10 @@ def sample_guided(
     digit). The class ``model.null_label`` means "any digit". ``w = 0`` samples the unconditional model,
     ``w = 1`` the conditional one, larger ``w`` insists on the class. The same seed gives the same starting
     noise whatever ``w`` is, so pictures at two scales can be compared one by one. Works ``batch_size``
-    pictures at a time (a guided step runs the network on twice as many) to keep memory small. ``interval``: the
-    part of the schedule, as fractions ``t / T``, where ``w`` applies; elsewhere the model is conditional (``w = 1``),
-    see :func:`~course_utils.guidance.scale_at`. ``(0, 0.5)`` guides only the less noisy half.
+    pictures at a time (a guided step runs the network on twice as many) to keep memory small; as in
+    :func:`~course_utils.recipes.diffusion.sample_diffusion`, with ``eta > 0`` the pictures depend on it.
+    ``interval``: the part of the schedule, as fractions ``t / T``, where ``w`` applies; elsewhere the model is
+    conditional (``w = 1``), see :func:`~course_utils.guidance.scale_at`. ``(0, 0.5)`` guides only the less noisy half.
     """
     if not isinstance(model, guidance.ConditionalDiffusionModel):
         raise TypeError(
