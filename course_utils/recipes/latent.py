@@ -19,6 +19,7 @@ import torch
 
 from course_utils import config
 from course_utils.data import ImageData, is_small, make_loader
+from course_utils.generators import rng_state, set_rng
 from course_utils.guidance import GUIDANCE, ConditionalDiffusionModel
 from course_utils.history import History
 from course_utils.loop import SAMPLING, TrainingConfig, evaluating, fit
@@ -132,11 +133,17 @@ def train_latent_vae(
     loader = data.loader(settings.batch_size, seed=settings.seed)
     modules = {"model": model, "optimizer": optimizer}
     history = fit(step, loader, settings=settings, desc=desc or "latent VAE", checkpoint=checkpoint, modules=modules)
-    with evaluating(model), torch.random.fork_rng(devices=[]):  # the same scale every time, other draws untouched
-        torch.manual_seed(settings.seed)
-        # 5,000 pictures give a million latent values, plenty for one standard deviation; it runs on every call,
-        # loads included, and all 60,000 MNIST pictures took 18 s.
-        model.fit_scale(data.images[:SCALE_PICTURES].to(device))
+    # The same scale every time, and every other draw untouched: torch.manual_seed reseeds the CPU's generator and
+    # the GPU's (CUDA or MPS), so all of them are put back afterwards.
+    saved = rng_state({})
+    try:
+        with evaluating(model):
+            torch.manual_seed(settings.seed)
+            # 5,000 pictures give a million latent values, plenty for one standard deviation; it runs on every call,
+            # loads included, and all 60,000 MNIST pictures took 18 s.
+            model.fit_scale(data.images[:SCALE_PICTURES].to(device))
+    finally:
+        set_rng({}, saved)
     return model.eval(), history
 
 
