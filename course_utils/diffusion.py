@@ -273,6 +273,20 @@ def ddim_step(
     return x_prev
 
 
+def in_batches(predict: Callable[..., torch.Tensor], batch_size: int | None, *tensors: torch.Tensor) -> torch.Tensor:
+    """``predict(*tensors)``, computed ``batch_size`` rows at a time (all at once with None) to keep memory small.
+
+    Only the network runs in batches: the samplers draw their noise for all the images at once, so the images do
+    not depend on ``batch_size``.
+    """
+    if batch_size is not None and batch_size <= 0:
+        raise ValueError(f"batch_size must be positive or None, got {batch_size}")
+    if batch_size is None or tensors[0].shape[0] <= batch_size:
+        return predict(*tensors)
+    batches = zip(*(tensor.split(batch_size) for tensor in tensors), strict=True)
+    return torch.cat([predict(*rows) for rows in batches])
+
+
 @torch.no_grad()
 def ddim_sample(
     model: NoisePredictor,
@@ -285,15 +299,17 @@ def ddim_sample(
     return_trajectory: bool = False,
     device: torch.device | str = "cpu",
     x_T: torch.Tensor | None = None,
+    batch_size: int | None = None,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """DDIM sampling (Song et al. eq. 12) in ``steps`` network calls instead of ``T``; images in ``[-1, 1]``.
 
     The course's one sampling loop: unconditional, guided (:func:`course_utils.guidance.guided_ddim_sample` passes a
     ``model`` that mixes two predictions) and latent models all run it, one :func:`ddim_step` per timestep. The
     starting noise ``x_T`` (pass it in, or it is drawn) and, with ``eta > 0``, each step's fresh noise are drawn on
-    the CPU with ``generator``, so the same seed gives the same images on every device; ``clip`` as in
-    :func:`ddim_step`. Returns ``(images, trajectory)``, the trajectory holding ``x_t`` before each step and the final
-    images when ``return_trajectory``.
+    the CPU with ``generator``, for all the images at once, so the same seed gives the same images on every device and
+    whatever ``batch_size`` (how many images the network sees at a time; None: all) is, up to float rounding;
+    ``clip`` as in :func:`ddim_step`. Returns ``(images, trajectory)``, the trajectory holding ``x_t`` before each
+    step and the final images when ``return_trajectory``.
     """
     x = torch.randn(shape, generator=generator).to(device) if x_T is None else x_T.to(device)
     if tuple(x.shape) != tuple(shape):
@@ -304,7 +320,7 @@ def ddim_sample(
         if return_trajectory:
             trajectory.append(x.detach().cpu())
         t = torch.full((shape[0],), step, dtype=torch.int64, device=device)
-        eps = model(x, t)
+        eps = in_batches(model, batch_size, x, t)
         alpha_bar_prev = schedule.alpha_bar[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.tensor(1.0)
         noise = torch.randn(shape, generator=generator).to(device) if eta > 0 else None
         x = ddim_step(x, eps, schedule.alpha_bar[step], alpha_bar_prev, eta, noise, clip)
@@ -383,11 +399,13 @@ class DiffusionModel(nn.Module):
         method: str = "ddim",
         return_trajectory: bool = False,
         eta: float | None = None,
+        batch_size: int | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``n`` images in ``[-1, 1]`` and the trajectory (see :func:`ddim_sample` / :func:`ddpm_sample`).
 
-        ``steps`` and ``eta`` (DDIM only) default to ``sample_steps`` and ``sample_eta``. Starting noise is
-        drawn on the CPU with ``generator``, so a seed gives the same images on every device.
+        ``steps`` and ``eta`` (DDIM only) default to ``sample_steps`` and ``sample_eta``; DDIM runs the network on
+        ``batch_size`` images at a time. Noise is drawn on the CPU with ``generator``, so a seed gives the same
+        images on every device.
         """
         device = next(self.parameters()).device
         shape = (n, *self.image_shape)
@@ -403,6 +421,7 @@ class DiffusionModel(nn.Module):
                 clip=self.clip,
                 return_trajectory=return_trajectory,
                 device=device,
+                batch_size=batch_size,
             )
         if method == "ddpm":
             every = max(1, self.schedule.timesteps // 10) if return_trajectory else 0

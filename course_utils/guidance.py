@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_utils.diffusion import SAMPLE_ETA, DiffusionModel, NoiseSchedule, ddim_sample, q_sample
+from course_utils.diffusion import SAMPLE_ETA, DiffusionModel, NoiseSchedule, ddim_sample, in_batches, q_sample
 
 ConditionalNoisePredictor = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """``model(x_t, t, labels) -> eps_hat``: predicts the noise in ``x_t`` of images of class ``labels``."""
@@ -153,13 +153,15 @@ def guided_ddim_sample(
     clip: float | None = 1.0,
     device: torch.device | str = "cpu",
     interval: tuple[float, float] = EVERY_STEP,
+    batch_size: int | None = None,
 ) -> torch.Tensor:
     """DDIM sampling with classifier-free guidance: :func:`course_utils.diffusion.ddim_sample`'s loop, run on the
     guided prediction (:func:`guided_prediction`).
 
     Image ``i`` is drawn as class ``labels[i]`` (``null_label`` for "any class") with guidance scale ``w`` at the
     steps ``t`` whose ``t / T`` lies in ``interval`` (every step by default), conditional (``w = 1``) at the others:
-    see :func:`scale_at`. Noise is drawn on the CPU with ``generator``: the same seed gives the same images.
+    see :func:`scale_at`. Noise is drawn on the CPU with ``generator``: the same seed gives the same images, whatever
+    ``batch_size`` (how many images the network sees at a time, twice as many rows when guided) is.
     ``clip`` keeps each guess of the clean image in ``[-clip, clip]``: 1 for pixels in ``[-1, 1]``, about 3 to 4 for
     latents scaled to unit variance. Do not turn it off with a cosine schedule: at its last step ``alpha_bar`` is
     about ``1e-9``, so the first guess of the clean image multiplies the network's error by ``1 / sqrt(alpha_bar)``.
@@ -171,8 +173,12 @@ def guided_ddim_sample(
         raise ValueError(f"labels must hold one class per image, shape ({shape[0]},); got {tuple(labels.shape)}")
 
     def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        step = int(t[0])  # every image of the batch is at the same step
-        return guided_prediction(model, x, t, labels, scale_at(step, schedule.timesteps, w, interval), null_label)
+        scale = scale_at(int(t[0]), schedule.timesteps, w, interval)  # every image of the batch is at the same step
+
+        def predict(x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            return guided_prediction(model, x, t, labels, scale, null_label)
+
+        return in_batches(predict, batch_size, x, t, labels)
 
     images, _ = ddim_sample(guided, shape, schedule, steps, eta, generator, clip, device=device)
     return images
@@ -220,6 +226,7 @@ class ConditionalDiffusionModel(DiffusionModel):
         steps: int | None = None,
         eta: float | None = None,
         interval: tuple[float, float] = EVERY_STEP,
+        batch_size: int | None = None,
     ) -> torch.Tensor:
         """One image in ``[-1, 1]`` per entry of ``labels`` (a class, or :attr:`null_label` for any), guided by ``w``
         at the steps in ``interval`` (see :func:`scale_at`).
@@ -241,4 +248,5 @@ class ConditionalDiffusionModel(DiffusionModel):
             clip=self.clip,
             device=device,
             interval=interval,
+            batch_size=batch_size,
         )

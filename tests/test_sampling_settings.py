@@ -97,3 +97,19 @@ def test_one_default_for_eta_and_for_the_guidance_scale():
 
     assert diffusion_recipe.DiffusionConfig().sample_eta == diffusion.SAMPLE_ETA
     assert latent.LatentDiffusionConfig().guidance == guidance.GUIDANCE == guided.GUIDANCE
+
+
+def test_the_same_seed_gives_the_same_pictures_whatever_the_batch_size():
+    settings = guided.GuidedDiffusionConfig(**UNET, **SAMPLER)  # eta = 1: fresh noise at every step
+    torch.manual_seed(0)
+    plain = diffusion_recipe.make_diffusion((1, 8, 8), settings)
+    assert plain.sample_eta == 1.0
+    a, b = (diffusion_recipe.sample_diffusion(plain, 7, seed=3, batch_size=size) for size in (250, 3))
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    told = guided.make_guided_diffusion((1, 8, 8), settings)
+    a, b = (guided.sample_guided(told, range(10), n=7, seed=3, batch_size=size) for size in (250, 3))
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    vae = latent.make_latent_vae((1, 8, 8), latent.LatentVAEConfig(latent_channels=2, channels=4, downsamples=1))
+    denoiser = latent.make_latent_diffusion(vae.latent_shape, latent.LatentDiffusionConfig(**UNET, **SAMPLER))
+    a, b = (latent.sample_latent(vae, denoiser, 7, seed=3, batch_size=size) for size in (500, 3))
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)

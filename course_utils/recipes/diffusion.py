@@ -237,9 +237,9 @@ def sample_diffusion(
     """``n`` pictures sculpted from seeded noise with DDIM: a CPU tensor ``n x C x H x W`` in [0, 1].
 
     ``steps`` network calls per picture and DDIM's ``eta`` (defaults: the model's ``sample_steps`` and
-    ``sample_eta``). Works ``batch_size`` pictures at a time to keep memory small. The same seed and ``batch_size``
-    give the same pictures; with ``eta = 0`` any ``batch_size`` does, but with ``eta > 0`` each batch draws its
-    steps' noise before the next batch's starting noise, so another ``batch_size`` gives other pictures.
+    ``sample_eta``). The network sees ``batch_size`` pictures at a time, to keep memory small; the noise is drawn
+    for all ``n`` at once, so the same seed gives the same pictures whatever ``batch_size`` is (up to float
+    rounding).
     """
     if not isinstance(model, diffusion.DiffusionModel):
         raise TypeError(f"sample_diffusion needs a DiffusionModel (from train_diffusion), got {type(model).__name__}")
@@ -247,7 +247,5 @@ def sample_diffusion(
         raise ValueError(f"n must be positive, got {n}")
     generator = torch.Generator().manual_seed(seed)
     with evaluating(model):
-        chunks = [
-            model.sample(min(batch_size, n - done), generator, steps, eta=eta)[0] for done in range(0, n, batch_size)
-        ]
-    return to_unit(torch.cat(chunks)).cpu()
+        images, _ = model.sample(n, generator, steps, eta=eta, batch_size=batch_size)
+    return to_unit(images).cpu()

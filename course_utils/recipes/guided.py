@@ -135,8 +135,8 @@ def sample_guided(
     digit). The class ``model.null_label`` means "any digit". ``w = 0`` samples the unconditional model,
     ``w = 1`` the conditional one, larger ``w`` insists on the class. The same seed gives the same starting
     noise whatever ``w`` is, so pictures at two scales can be compared one by one. Works ``batch_size``
-    pictures at a time (a guided step runs the network on twice as many) to keep memory small; as in
-    :func:`~course_utils.recipes.diffusion.sample_diffusion`, with ``eta > 0`` the pictures depend on it.
+    pictures at a time (a guided step runs the network on twice as many) to keep memory small; the pictures do not
+    depend on it.
     ``interval``: the part of the schedule, as fractions ``t / T``, where ``w`` applies; elsewhere the model is
     conditional (``w = 1``), see :func:`~course_utils.guidance.scale_at`. ``(0, 0.5)`` guides only the less noisy half.
     """
@@ -161,5 +161,5 @@ def sample_guided(
         )
     generator = torch.Generator().manual_seed(seed)
     with evaluating(model):
-        chunks = [model.sample_classes(chunk, w, generator, steps, eta, interval) for chunk in labels.split(batch_size)]
-    return to_unit(torch.cat(chunks)).cpu()
+        images = model.sample_classes(labels, w, generator, steps, eta, interval, batch_size)
+    return to_unit(images).cpu()

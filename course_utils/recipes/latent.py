@@ -258,9 +258,8 @@ def sample_latent(
 
     ``labels`` may be an int ``n``: ``n`` pictures of the classes in turn (0, 1, ..., 9, 0, ...). Returns a CPU
     tensor of pictures in [0, 1], and with ``return_latents`` the (scaled) latents too. ``steps`` DDIM steps
-    (default: the denoiser's ``sample_steps``); ``batch_size`` pictures at a time. The same seed and ``batch_size``
-    give the same pictures (with ``eta > 0`` another ``batch_size`` gives others, see
-    :func:`~course_utils.recipes.diffusion.sample_diffusion`).
+    (default: the denoiser's ``sample_steps``); the networks see ``batch_size`` pictures at a time. The same seed
+    gives the same pictures whatever ``batch_size`` is (up to float rounding).
     """
     if not isinstance(denoiser, ConditionalDiffusionModel):
         raise TypeError(f"the denoiser must be a ConditionalDiffusionModel, got {type(denoiser).__name__}")
@@ -277,11 +276,7 @@ def sample_latent(
             f"{tuple(vae.latent_shape)}: they were not trained together"
         )
     generator = torch.Generator().manual_seed(seed)
-    latents, pictures = [], []
     with evaluating(denoiser), evaluating(vae):
-        for chunk in labels.split(batch_size):
-            z = denoiser.sample_classes(chunk, w=w, generator=generator, steps=steps)
-            latents.append(z.cpu())
-            pictures.append(vae.from_latent(z).cpu())
-    images = torch.cat(pictures)
-    return (images, torch.cat(latents)) if return_latents else images
+        latents = denoiser.sample_classes(labels, w=w, generator=generator, steps=steps, batch_size=batch_size)
+        images = torch.cat([vae.from_latent(z).cpu() for z in latents.split(batch_size)])
+    return (images, latents.cpu()) if return_latents else images
