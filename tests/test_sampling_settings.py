@@ -93,10 +93,24 @@ def test_every_sampling_setting_is_left_out_of_the_comparison():
 
 
 def test_one_default_for_eta_and_for_the_guidance_scale():
+    import inspect
+
     from course_utils import guidance
 
+    def default(function, name):
+        return inspect.signature(function).parameters[name].default
+
     assert diffusion_recipe.DiffusionConfig().sample_eta == diffusion.SAMPLE_ETA
-    assert latent.LatentDiffusionConfig().guidance == guidance.GUIDANCE == guided.GUIDANCE
+    etas = [default(f, "eta") for f in (diffusion.ddim_sample, guidance.guided_ddim_sample)]
+    etas += [default(c.__init__, "sample_eta") for c in (diffusion.DiffusionModel, guidance.ConditionalDiffusionModel)]
+    assert etas == [diffusion.SAMPLE_ETA] * 4
+    assert latent.LatentDiffusionConfig().guidance == guided.GUIDANCE == guidance.GUIDANCE
+    scales = [
+        default(guidance.guided_ddim_sample, "w"),
+        default(guidance.ConditionalDiffusionModel.sample_classes, "w"),
+    ]
+    scales += [default(guided.sample_guided, "w"), default(latent.sample_latent, "w")]
+    assert scales == [guidance.GUIDANCE] * 4
 
 
 def test_the_same_seed_gives_the_same_pictures_whatever_the_batch_size():
