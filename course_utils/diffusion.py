@@ -27,6 +27,10 @@ from torch import nn
 NoisePredictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``model(x_t, t) -> eps_hat``: predicts the noise in ``x_t`` at integer timesteps ``t``."""
 
+SAMPLE_ETA = 1.0
+"""The course's DDIM ``eta``, the default of every sampler: 1 adds fresh noise at each step as DDPM does (on a small,
+briefly trained model this cleans up the background); 0 is deterministic."""
+
 SCHEDULES = ("linear", "cosine")
 
 
@@ -205,13 +209,13 @@ def ddpm_sample(
     shape: tuple[int, ...],
     schedule: NoiseSchedule,
     generator: torch.Generator | None = None,
-    clip: bool = True,
+    clip: float | None = 1.0,
     trajectory_every: int = 0,
     device: torch.device | str = "cpu",
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """DDPM ancestral sampling (Ho Algorithm 2): ``T`` steps from pure noise to images in ``[-1, 1]``.
 
-    Each step predicts the noise, estimates ``x_0`` (clipped to ``[-1, 1]`` with ``clip``), takes the
+    Each step predicts the noise, estimates ``x_0`` (kept in ``[-clip, clip]``; None: not clipped), takes the
     posterior mean (eq. 7) and adds fresh noise of the posterior variance (none at the last step).
     Returns ``(images, trajectory)``; the trajectory keeps ``x_t`` every ``trajectory_every`` steps (0: none).
     """
@@ -220,8 +224,8 @@ def ddpm_sample(
     for step in reversed(range(schedule.timesteps)):
         t = torch.full((shape[0],), step, dtype=torch.int64, device=device)
         x0 = predict_x0(x, t, model(x, t), schedule)
-        if clip:
-            x0 = x0.clamp(-1, 1)
+        if clip is not None:
+            x0 = x0.clamp(-clip, clip)
         x = posterior_mean(x0, x, t, schedule)
         if step > 0:  # x_{t-1} = mean + sigma_t z, sigma_t^2 = posterior variance (Ho eq. 7, Alg. 2)
             z = torch.randn(shape, generator=generator).to(device)
@@ -243,20 +247,22 @@ def ddim_step(
     eps: torch.Tensor,
     alpha_bar_t: torch.Tensor | float,
     alpha_bar_prev: torch.Tensor | float,
-    eta: float = 0.0,
+    eta: float,
     noise: torch.Tensor | None = None,
-    clip: bool = True,
+    clip: float | None = 1.0,
 ) -> torch.Tensor:
     """One DDIM jump from ``x_t`` to an earlier step whose noise level is ``alpha_bar_prev`` (Song eq. 12).
 
     ``x_prev = sqrt(alpha_bar_prev) x0_hat + sqrt(1 - alpha_bar_prev - sigma^2) eps + sigma z``: point at the
     predicted image, then put back just the noise the earlier step should have. ``eta = 0`` is deterministic.
+    ``clip`` keeps the guess of the clean image in ``[-clip, clip]`` (1 for pixels in ``[-1, 1]``, about 3 for latents
+    of unit variance; None: not clipped) and uses the noise that matches the kept guess.
     """
     alpha_bar_t = torch.as_tensor(alpha_bar_t, dtype=x_t.dtype, device=x_t.device)
     alpha_bar_prev = torch.as_tensor(alpha_bar_prev, dtype=x_t.dtype, device=x_t.device)
     x0_hat = (x_t - (1 - alpha_bar_t).sqrt() * eps) / alpha_bar_t.sqrt()
-    if clip:
-        x0_hat = x0_hat.clamp(-1, 1)
+    if clip is not None:
+        x0_hat = x0_hat.clamp(-clip, clip)
         eps = (x_t - alpha_bar_t.sqrt() * x0_hat) / (1 - alpha_bar_t).sqrt()  # the noise that matches the clipped x0
     sigma = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev)).sqrt()
     x_prev = alpha_bar_prev.sqrt() * x0_hat + (1 - alpha_bar_prev - sigma**2).clamp(min=0).sqrt() * eps
@@ -267,24 +273,43 @@ def ddim_step(
     return x_prev
 
 
+def in_batches(predict: Callable[..., torch.Tensor], batch_size: int | None, *tensors: torch.Tensor) -> torch.Tensor:
+    """``predict(*tensors)``, computed ``batch_size`` rows at a time (all at once with None) to keep memory small.
+
+    Only the network runs in batches: the samplers draw their noise for all the images at once, so the images do
+    not depend on ``batch_size``.
+    """
+    if batch_size is not None and batch_size <= 0:
+        raise ValueError(f"batch_size must be positive or None, got {batch_size}")
+    if batch_size is None or tensors[0].shape[0] <= batch_size:
+        return predict(*tensors)
+    batches = zip(*(tensor.split(batch_size) for tensor in tensors), strict=True)
+    return torch.cat([predict(*rows) for rows in batches])
+
+
 @torch.no_grad()
 def ddim_sample(
     model: NoisePredictor,
     shape: tuple[int, ...],
     schedule: NoiseSchedule,
     steps: int = 20,
-    eta: float = 0.0,
+    eta: float = SAMPLE_ETA,
     generator: torch.Generator | None = None,
-    clip: bool = True,
+    clip: float | None = 1.0,
     return_trajectory: bool = False,
     device: torch.device | str = "cpu",
     x_T: torch.Tensor | None = None,
+    batch_size: int | None = None,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """DDIM sampling (Song et al. eq. 12) in ``steps`` network calls instead of ``T``; images in ``[-1, 1]``.
 
-    With ``eta = 0`` the only randomness is the starting noise ``x_T`` (pass it in, or it is drawn
-    with ``generator``), so the same seed gives the same images. Returns ``(images, trajectory)``,
-    the trajectory holding ``x_t`` before each step and the final images when ``return_trajectory``.
+    The course's one sampling loop: unconditional, guided (:func:`course_utils.guidance.guided_ddim_sample` passes a
+    ``model`` that mixes two predictions) and latent models all run it, one :func:`ddim_step` per timestep. The
+    starting noise ``x_T`` (pass it in, or it is drawn) and, with ``eta > 0``, each step's fresh noise are drawn on
+    the CPU with ``generator``, for all the images at once, so the same seed gives the same images on every device and
+    whatever ``batch_size`` (how many images the network sees at a time; None: all) is, up to float rounding;
+    ``clip`` as in :func:`ddim_step`. Returns ``(images, trajectory)``, the trajectory holding ``x_t`` before each
+    step and the final images when ``return_trajectory``.
     """
     x = torch.randn(shape, generator=generator).to(device) if x_T is None else x_T.to(device)
     if tuple(x.shape) != tuple(shape):
@@ -295,10 +320,10 @@ def ddim_sample(
         if return_trajectory:
             trajectory.append(x.detach().cpu())
         t = torch.full((shape[0],), step, dtype=torch.int64, device=device)
-        eps = model(x, t)
+        eps = in_batches(model, batch_size, x, t)
         alpha_bar_prev = schedule.alpha_bar[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.tensor(1.0)
         noise = torch.randn(shape, generator=generator).to(device) if eta > 0 else None
-        x = ddim_step(x, eps, schedule.alpha_bar[step], alpha_bar_prev, eta=eta, noise=noise, clip=clip)
+        x = ddim_step(x, eps, schedule.alpha_bar[step], alpha_bar_prev, eta, noise, clip)
     if return_trajectory:
         trajectory.append(x.detach().cpu())
     return x, trajectory
@@ -325,8 +350,8 @@ class DiffusionModel(nn.Module):
 
     ``model(x_t, t)`` predicts the noise (it is a :data:`NoisePredictor`); :meth:`sample` draws
     images in ``[-1, 1]`` with DDIM (``sample_steps`` network calls) or DDPM (all ``T``).
-    ``sample_eta`` is DDIM's ``eta``: 0 is deterministic, 1 adds fresh noise at each step as DDPM does
-    (on a small, briefly trained model this cleans up the background).
+    ``sample_eta`` is DDIM's ``eta`` (see :data:`SAMPLE_ETA`) and ``clip`` the range ``[-clip, clip]`` each guess of
+    the clean image is kept in (1 for pixels, about 3 for latents of unit variance; see :func:`ddim_step`).
     With ``bf16`` the network runs in bfloat16 autocast (weights and sampler arithmetic stay
     float32): about twice as fast on CPUs with native bfloat16, see :func:`bf16_is_fast`.
     """
@@ -338,7 +363,8 @@ class DiffusionModel(nn.Module):
         schedule: str = "cosine",
         sample_steps: int = 20,
         bf16: bool = False,
-        sample_eta: float = 0.0,
+        sample_eta: float = SAMPLE_ETA,
+        clip: float | None = 1.0,
     ) -> None:
         super().__init__()
         self.net = net
@@ -348,6 +374,9 @@ class DiffusionModel(nn.Module):
         if not 0.0 <= sample_eta <= 1.0:
             raise ValueError(f"sample_eta must lie in [0, 1], got {sample_eta}")
         self.sample_eta = sample_eta
+        if clip is not None and clip <= 0:
+            raise ValueError(f"clip must be positive (1 for pixels in [-1, 1]) or None, got {clip}")
+        self.clip = clip
         ddim_timesteps(self.schedule, sample_steps)  # validates sample_steps
 
     @property
@@ -370,11 +399,13 @@ class DiffusionModel(nn.Module):
         method: str = "ddim",
         return_trajectory: bool = False,
         eta: float | None = None,
+        batch_size: int | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``n`` images in ``[-1, 1]`` and the trajectory (see :func:`ddim_sample` / :func:`ddpm_sample`).
 
-        ``steps`` and ``eta`` (DDIM only) default to ``sample_steps`` and ``sample_eta``. Starting noise is
-        drawn on the CPU with ``generator``, so a seed gives the same images on every device.
+        ``steps`` and ``eta`` (DDIM only) default to ``sample_steps`` and ``sample_eta``; DDIM runs the network on
+        ``batch_size`` images at a time. Noise is drawn on the CPU with ``generator``, so a seed gives the same
+        images on every device.
         """
         device = next(self.parameters()).device
         shape = (n, *self.image_shape)
@@ -387,10 +418,12 @@ class DiffusionModel(nn.Module):
                 steps,
                 eta=self.sample_eta if eta is None else eta,
                 generator=generator,
+                clip=self.clip,
                 return_trajectory=return_trajectory,
                 device=device,
+                batch_size=batch_size,
             )
         if method == "ddpm":
             every = max(1, self.schedule.timesteps // 10) if return_trajectory else 0
-            return ddpm_sample(self, shape, self.schedule, generator=generator, trajectory_every=every, device=device)
+            return ddpm_sample(self, shape, self.schedule, generator, self.clip, every, device)
         raise ValueError(f"method must be 'ddim' or 'ddpm', got {method!r}")

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_utils.diffusion import DiffusionModel, NoiseSchedule, ddim_step, ddim_timesteps, q_sample
+from course_utils.diffusion import SAMPLE_ETA, DiffusionModel, NoiseSchedule, ddim_sample, in_batches, q_sample
 
 ConditionalNoisePredictor = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """``model(x_t, t, labels) -> eps_hat``: predicts the noise in ``x_t`` of images of class ``labels``."""
@@ -45,6 +45,9 @@ def guided_eps(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, w: float) -> to
         )
     return eps_uncond + w * (eps_cond - eps_uncond)
 
+
+GUIDANCE = 2.0
+"""The course's guidance scale ``w``, the default of every guided sampler: digits nobody can mistake."""
 
 EVERY_STEP = (0.0, 1.0)
 """The interval (fractions ``t / T`` of the schedule) that guides at every step: plain classifier-free guidance."""
@@ -143,22 +146,24 @@ def guided_ddim_sample(
     shape: tuple[int, ...],
     schedule: NoiseSchedule,
     null_label: int,
-    w: float = 3.0,
+    w: float = GUIDANCE,
     steps: int = 20,
-    eta: float = 0.0,
+    eta: float = SAMPLE_ETA,
     generator: torch.Generator | None = None,
     clip: float | None = 1.0,
     device: torch.device | str = "cpu",
     interval: tuple[float, float] = EVERY_STEP,
+    batch_size: int | None = None,
 ) -> torch.Tensor:
-    """DDIM sampling (see :func:`course_utils.diffusion.ddim_sample`) with classifier-free guidance.
+    """DDIM sampling with classifier-free guidance: :func:`course_utils.diffusion.ddim_sample`'s loop, run on the
+    guided prediction (:func:`guided_prediction`).
 
     Image ``i`` is drawn as class ``labels[i]`` (``null_label`` for "any class") with guidance scale ``w`` at the
     steps ``t`` whose ``t / T`` lies in ``interval`` (every step by default), conditional (``w = 1``) at the others:
-    see :func:`scale_at`.
-    Noise is drawn on the CPU with ``generator``: the same seed gives the same images. ``clip`` keeps each
-    guess of the clean image in ``[-clip, clip]``: 1 for pixels in ``[-1, 1]``, about 3 to 4 for latents
-    scaled to unit variance. Do not turn it off with a cosine schedule: at its last step ``alpha_bar`` is
+    see :func:`scale_at`. Noise is drawn on the CPU with ``generator``: the same seed gives the same images, whatever
+    ``batch_size`` (how many images the network sees at a time, twice as many rows when guided) is.
+    ``clip`` keeps each guess of the clean image in ``[-clip, clip]``: 1 for pixels in ``[-1, 1]``, about 3 to 4 for
+    latents scaled to unit variance. Do not turn it off with a cosine schedule: at its last step ``alpha_bar`` is
     about ``1e-9``, so the first guess of the clean image multiplies the network's error by ``1 / sqrt(alpha_bar)``.
     """
     if w < 0:
@@ -166,19 +171,17 @@ def guided_ddim_sample(
     labels = torch.as_tensor(labels, dtype=torch.int64).to(device)
     if labels.shape != (shape[0],):
         raise ValueError(f"labels must hold one class per image, shape ({shape[0]},); got {tuple(labels.shape)}")
-    x = torch.randn(shape, generator=generator).to(device)
-    timesteps = ddim_timesteps(schedule, steps).tolist()
-    for i, step in enumerate(timesteps):
-        t = torch.full((shape[0],), step, dtype=torch.int64, device=device)
-        eps = guided_prediction(model, x, t, labels, scale_at(step, schedule.timesteps, w, interval), null_label)
-        alpha_bar = schedule.alpha_bar[step].to(device)
-        if clip is not None:  # clamp the guess of the clean image, then use the noise that matches it
-            x0_hat = ((x - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()).clamp(-clip, clip)
-            eps = (x - alpha_bar.sqrt() * x0_hat) / (1 - alpha_bar).sqrt()
-        alpha_bar_prev = schedule.alpha_bar[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.tensor(1.0)
-        noise = torch.randn(shape, generator=generator).to(device) if eta > 0 else None
-        x = ddim_step(x, eps, alpha_bar, alpha_bar_prev, eta=eta, noise=noise, clip=False)
-    return x
+
+    def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        scale = scale_at(int(t[0]), schedule.timesteps, w, interval)  # every image of the batch is at the same step
+
+        def predict(x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            return guided_prediction(model, x, t, labels, scale, null_label)
+
+        return in_batches(predict, batch_size, x, t, labels)
+
+    images, _ = ddim_sample(guided, shape, schedule, steps, eta, generator, clip, device=device)
+    return images
 
 
 class ConditionalDiffusionModel(DiffusionModel):
@@ -187,7 +190,8 @@ class ConditionalDiffusionModel(DiffusionModel):
     ``net`` is called as ``net(x_t, t, labels)`` and must know its "no label" token as ``net.null_label``
     (a :class:`course_utils.models.UNet` with ``num_classes``). ``model(x_t, t)`` without labels is the
     unconditional prediction. ``clip``: the range ``[-clip, clip]`` of the clean data (1 for pixels; about 3
-    to 4 for a denoiser of latents scaled to unit variance), see :func:`guided_ddim_sample`.
+    to 4 for a denoiser of latents scaled to unit variance), see :func:`guided_ddim_sample`. ``sample_steps``,
+    ``sample_eta`` and ``clip`` only set how it samples, and may change after training.
     """
 
     def __init__(
@@ -197,13 +201,12 @@ class ConditionalDiffusionModel(DiffusionModel):
         schedule: str = "cosine",
         sample_steps: int = 20,
         bf16: bool = False,
-        sample_eta: float = 1.0,
+        sample_eta: float = SAMPLE_ETA,
         clip: float | None = 1.0,
     ) -> None:
         if getattr(net, "null_label", None) is None:
             raise ValueError("net must be class-conditional: e.g. UNet(..., num_classes=10), which has a null_label")
-        super().__init__(net, timesteps, schedule, sample_steps, bf16, sample_eta)
-        self.clip = clip
+        super().__init__(net, timesteps, schedule, sample_steps, bf16, sample_eta, clip)
 
     @property
     def null_label(self) -> int:
@@ -218,11 +221,12 @@ class ConditionalDiffusionModel(DiffusionModel):
     def sample_classes(
         self,
         labels: torch.Tensor | list[int],
-        w: float = 3.0,
+        w: float = GUIDANCE,
         generator: torch.Generator | None = None,
         steps: int | None = None,
         eta: float | None = None,
         interval: tuple[float, float] = EVERY_STEP,
+        batch_size: int | None = None,
     ) -> torch.Tensor:
         """One image in ``[-1, 1]`` per entry of ``labels`` (a class, or :attr:`null_label` for any), guided by ``w``
         at the steps in ``interval`` (see :func:`scale_at`).
@@ -244,4 +248,5 @@ class ConditionalDiffusionModel(DiffusionModel):
             clip=self.clip,
             device=device,
             interval=interval,
+            batch_size=batch_size,
         )

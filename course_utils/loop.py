@@ -9,7 +9,9 @@ A checkpoint keeps everything a run needs to carry on as if it had never stopped
 optimizers, the states of the random number generators (the loader's shuffling, the noise, PyTorch's
 global one), how far into the epoch the run got, and the settings it was trained with. A run stopped
 by its budget or by Ctrl-C is saved where it stopped and the next call resumes at the very next batch,
-so a resumed run ends with the same weights as an uninterrupted one.
+so on the CPU a resumed run ends with the same weights as an uninterrupted one, bit for bit (the tests check it).
+On a GPU the generators are saved too (CUDA's and Apple's MPS), but some GPU kernels (cuDNN's convolutions)
+do not give the same bits twice, so a resumed run there ends close to, not exactly at, the uninterrupted one.
 """
 
 from __future__ import annotations
@@ -31,10 +33,14 @@ from tqdm.auto import tqdm
 
 from course_utils.checkpoints import CheckpointMismatchError, load_checkpoint, save_checkpoint
 from course_utils.config import release_freed_memory
+from course_utils.generators import generators_to_keep, rng_state, set_rng
 from course_utils.history import History
 
 BUDGET = {"budget": True}
 """Field metadata for settings that only change how long a run trains (see :class:`TrainingConfig`)."""
+SAMPLING = {"sampling": True}
+"""Field metadata for settings that only change how a trained model is used: sampler steps, DDIM's eta, the guidance
+scale, the precision, the snapshots kept (see :class:`TrainingConfig`)."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -50,7 +56,9 @@ class TrainingConfig:
     compared when it is loaded. Fields marked ``BUDGET`` (``images``, ``epochs``, ``max_steps``,
     ``max_seconds``) only say how long to train: a student who raises them wants to *continue* the saved
     run, so they never make a checkpoint mismatch. Budgets count the whole run, across resumes:
-    ``max_seconds=390`` means 390 s of training in all, however many times the notebook is run.
+    ``max_seconds=390`` means 390 s of training in all, however many times the notebook is run. Fields marked
+    ``SAMPLING`` (e.g. ``sample_steps``) only say how the trained model is sampled: they may change freely, and a
+    model trained with 20 DDIM steps samples with 50 without being trained again.
 
     ``images``, when given, replaces ``epochs``: the run trains on about that many pictures (repeats
     counted), rounded to whole passes over the data, at least one. So a run lasts about as long on the
@@ -87,8 +95,13 @@ class TrainingConfig:
         return max(1, round(self.images / n_images))
 
     def model_settings(self) -> dict[str, Any]:
-        """The settings a checkpoint must match: every field except the budgets."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if not f.metadata.get("budget")}
+        """The settings a checkpoint must match, those that shape the weights: every field except the budgets
+        and the sampling settings."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if not (f.metadata.get("budget") or f.metadata.get("sampling"))
+        }
 
 
 @contextmanager
@@ -148,7 +161,7 @@ def fit(
     modules = modules or {}
     generators = {name: g for name, g in modules.items() if isinstance(g, torch.Generator)}
     modules = {name: m for name, m in modules.items() if name not in generators}
-    run = _Run(step_fn, loader, _generators(loader, generators), epochs, max_steps, max_seconds)
+    run = _Run(step_fn, loader, generators_to_keep(loader, generators), epochs, max_steps, max_seconds)
     resumed = _resume(Path(checkpoint), modules, settings) if checkpoint and Path(checkpoint).exists() else None
     if resumed is not None:
         run.progress = resumed
@@ -157,6 +170,11 @@ def fit(
             print(f"Loaded {checkpoint}: {finished}, nothing to do.")
             return run.progress.history
         print(f"Resuming from {checkpoint}: {run.where()}.")
+        if _optimizers_left_out(modules):
+            print(
+                "The file keeps no optimizer state (the course's shipped weights leave it out): the optimizers start "
+                "afresh (Adam's averages, any warm-up), so this run does not end where an uninterrupted one would."
+            )
     save = None if checkpoint is None else functools.partial(_save, checkpoint, modules, run, settings)
     with _StopAfterStepOnCtrlC() as ctrl_c:
         message = run.train(desc, ctrl_c, modules, save, on_epoch_end)
@@ -243,7 +261,7 @@ class _Run:
         self.bar = tqdm(total=total, desc=desc, unit="step")
         self.began, self.seconds_before = time.perf_counter(), history.seconds
         if progress.rng is not None and not progress.in_epoch:
-            _set_rng(self.named, progress.rng)  # saved after a complete epoch: carry on from there
+            set_rng(self.named, progress.rng)  # saved after a complete epoch: carry on from there
         try:
             while progress.epoch < self.epochs:
                 for module in modules.values():
@@ -261,10 +279,10 @@ class _Run:
                     )
                 history.end_epoch()
                 progress.epoch, progress.in_epoch = progress.epoch + 1, 0
+                if on_epoch_end is not None:  # first, so that what it adds (a GAN's snapshot) is saved with the epoch
+                    on_epoch_end(progress.epoch - 1, history)
                 if save is not None:
                     save(None)
-                if on_epoch_end is not None:
-                    on_epoch_end(progress.epoch - 1, history)
                 stop = self.why_stop(ctrl_c)
                 if stop and progress.epoch < self.epochs:
                     return f"Stopped by {stop} after epoch {progress.epoch} ({progress.steps} steps in all)."
@@ -285,7 +303,7 @@ class _Run:
         batches = iter(self.loader)  # this draws a seed from the global generator: restore states after it
         if progress.in_epoch and progress.rng is not None:
             # Resuming mid-epoch: shuffle this epoch into the same order again, and take the noise where it stopped.
-            _set_rng(self.named, progress.rng)
+            set_rng(self.named, progress.rng)
             shuffle_at_start = progress.rng.get("shuffle")
         stop = ""
         for index, batch in enumerate(batches):
@@ -309,7 +327,7 @@ def _save(
     checkpoint: str | Path, modules: dict[str, Any], run: _Run, settings: TrainingConfig | None, shuffle_at_start: Any
 ) -> None:
     """Save the modules and where the run stands; mid-epoch, with the shuffling state that began the epoch."""
-    rng = _rng_state(run.named)
+    rng = rng_state(run.named)
     if shuffle_at_start is not None:
         rng["shuffle"] = shuffle_at_start
     progress = run.progress
@@ -335,7 +353,7 @@ def _resume(path: Path, modules: dict[str, Any], settings: TrainingConfig | None
     except CheckpointMismatchError as error:
         # Saved by another version of the model or with other settings: keep the old file for reference and
         # train afresh rather than stop the notebook, but say so where nobody can miss it.
-        stale = path.with_suffix(".stale.pt")
+        stale = stale_path(path)
         path.replace(stale)
         line = "=" * 100
         print(
@@ -351,34 +369,22 @@ def _resume(path: Path, modules: dict[str, Any], settings: TrainingConfig | None
     )
 
 
-def _generators(loader: Iterable, generators: dict[str, torch.Generator]) -> dict[str, torch.Generator]:
-    """The generators a checkpoint keeps: the step's own ones and the loader's shuffling generator."""
-    named = dict(generators)
-    if "shuffle" in named:
-        raise ValueError("'shuffle' is the name of the loader's own generator; give yours another name")
-    # course_utils.data.make_loader: DataLoader(sampler=BatchSampler(RandomSampler(generator=...)))
-    sampler = getattr(getattr(loader, "sampler", None), "sampler", None)
-    shuffle = getattr(sampler, "generator", None)
-    if isinstance(shuffle, torch.Generator):
-        named["shuffle"] = shuffle
-    return named
+def stale_path(path: Path) -> Path:
+    """Where a checkpoint that no longer fits is kept: its name, when it was last saved, and ``.stale.pt``, e.g.
+    ``gan-digits-8x8-full.trained-20260101-120000.stale.pt``. A later mismatch never overwrites an earlier one."""
+    when = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
+    stale = path.with_name(f"{path.stem}.trained-{when}.stale.pt")
+    number = 2
+    while stale.exists():
+        stale = path.with_name(f"{path.stem}.trained-{when}-{number}.stale.pt")
+        number += 1
+    return stale
 
 
-def _rng_state(named: dict[str, torch.Generator]) -> dict[str, Any]:
-    state: dict[str, Any] = {name: generator.get_state() for name, generator in named.items()}
-    state["torch"] = torch.get_rng_state()  # dropout, reparameterization, a GAN's noise: PyTorch's global generator
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng(named: dict[str, torch.Generator], state: dict[str, Any]) -> None:
-    for name, generator in named.items():
-        if name in state:
-            generator.set_state(state[name])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
+def _optimizers_left_out(modules: dict[str, Any]) -> bool:
+    """Whether a loaded run's optimizers came without their state (a file packed for shipping)."""
+    optimizers = [m for m in modules.values() if isinstance(m, torch.optim.Optimizer)]
+    return bool(optimizers) and all(not optimizer.state for optimizer in optimizers)
 
 
 class _StopAfterStepOnCtrlC:

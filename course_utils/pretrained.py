@@ -68,7 +68,7 @@ def manifest(weights_dir: Path | None = None) -> dict[str, dict[str, Any]]:
 def describe_name(name: str) -> dict[str, str]:
     """What a checkpoint's file name says: ``vae-digits-8x8-full.pt`` -> model, dataset, size and profile
     (the size is the pictures' ``HxW``, or ``h256`` for notebook 09's character model). A companion file saved
-    beside a checkpoint, such as the GAN's ``gan-digits-8x8-full-snapshots.pt``, names its part too."""
+    beside a checkpoint, such as ``gan-digits-8x8-full-extra.pt``, names its part too."""
     parts = Path(name).stem.split("-")
     at = max((i for i, part in enumerate(parts) if part in ("full", "fast")), default=-1)
     if at < 3:
@@ -144,8 +144,8 @@ def pack(checkpoint: str | Path, weights_dir: Path | None = None) -> dict[str, A
     """Copy a finished full-profile checkpoint into ``weights_dir`` for shipping, and return its manifest entry.
 
     Optimizer states are emptied (a finished run never steps again, and Adam's two moments would triple the size);
-    everything else (weights, weight averages, history, settings, where the run stopped) is kept as it is. A
-    companion file (the GAN's snapshots) is copied as it is.
+    everything else (weights, weight averages, history, settings, where the run stopped, a GAN's snapshots) is kept
+    as it is. A companion file saved beside a checkpoint (``NAME-part.pt``) is copied as it is.
     """
     checkpoint = Path(checkpoint)
     described = describe_name(checkpoint.name)

@@ -138,7 +138,7 @@ class ToyDiffusionRun:
     def sample_ddpm(self, n: int, seed: int = 0) -> torch.Tensor:
         """``n`` points with DDPM's ancestral sampler (no clipping: the toy's points need not lie in [-1, 1])."""
         generator = torch.Generator().manual_seed(seed)
-        points, _ = diffusion.ddpm_sample(self.model, (n, 2), self.schedule, generator=generator, clip=False)
+        points, _ = diffusion.ddpm_sample(self.model, (n, 2), self.schedule, generator=generator, clip=None)
         return points
 
 

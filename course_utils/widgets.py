@@ -193,12 +193,16 @@ def guided_samples_picture(model: Any, digit: int, w: float, seed: int = 0, n: i
     return image_grid(to_unit(pictures).cpu(), nrow=n)
 
 
-def draw_me_a(model: Any, n: int = 8, w: float = 2.0, w_max: float = 6.0) -> widgets.VBox:
+def draw_me_a(model: Any, n: int = 8, w: float | None = None, w_max: float = 6.0) -> widgets.VBox:
     """ "Draw me a ...": pick a digit and a guidance scale ``w``, see ``n`` fresh samples of that digit.
 
     A dropdown for the digit, a slider for ``w`` (0: any digit, 1: plain conditional, more: insist) and one
     for the seed (a new batch of noise). Built on :func:`picture_widget` with :func:`guided_samples_picture`.
+    The slider starts at ``w`` (default: the course's :data:`course_utils.guidance.GUIDANCE`).
     """
+    from course_utils.guidance import GUIDANCE
+
+    w = GUIDANCE if w is None else w
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
     classes = [(str(c), c) for c in range(model.null_label)] + [("any digit (no label)", model.null_label)]

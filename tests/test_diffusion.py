@@ -124,7 +124,7 @@ def test_ddim_step_matches_song_eq_12():
     x0 = (x_t - (1 - ab_t).sqrt() * eps) / ab_t.sqrt()
     sigma = eta * ((1 - ab_prev) / (1 - ab_t)).sqrt() * (1 - ab_t / ab_prev).sqrt()
     expected = ab_prev.sqrt() * x0 + (1 - ab_prev - sigma**2).sqrt() * eps + sigma * z
-    got = D.ddim_step(x_t, eps, ab_t, ab_prev, eta=eta, noise=z, clip=False)
+    got = D.ddim_step(x_t, eps, ab_t, ab_prev, eta=eta, noise=z, clip=None)
     assert torch.allclose(got, expected, atol=1e-6)
 
 

@@ -112,8 +112,18 @@ def test_a_checkpoint_of_another_architecture_is_set_aside_not_fatal(tmp_path, c
     model, optimizer, step, loader = regression_problem()
     history = fit(step, loader, epochs=1, checkpoint=path, modules={"model": model, "optimizer": optimizer})
     out = capsys.readouterr().out
-    assert "does not fit: moved it to run.stale.pt" in out and (tmp_path / "run.stale.pt").exists()
+    (stale,) = tmp_path.glob("run.trained-*.stale.pt")
+    assert f"does not fit: moved it to {stale.name}" in out
     assert history.n_epochs == 1 and path.exists()
+
+
+def test_two_mismatches_in_a_row_keep_both_old_models(tmp_path, capsys):
+    path = tmp_path / "run.pt"
+    for width in (2, 3, 4):  # three architectures, saved at the same second: the names must still differ
+        fit(lambda b: {"loss": 1.0}, [0], epochs=1, checkpoint=path, modules={"model": nn.Linear(width, 1)})
+    stale = sorted(tmp_path.glob("run.trained-*.stale.pt"))
+    kept = [torch.load(p, weights_only=True)["modules"]["model"]["state"]["weight"].shape[1] for p in stale]
+    assert sorted(kept) == [2, 3] and len(capsys.readouterr().out.split("does not fit")) == 3
 
 
 @pytest.fixture
@@ -183,7 +193,7 @@ def test_settings_travel_with_the_checkpoint_and_budgets_never_mismatch(tmp_path
     history = fit(step, loader, settings=_Settings(epochs=1, width=8, lr=0.1), checkpoint=path, modules=modules)
     out = capsys.readouterr().out
     assert "width=4 in the file, 8 now" in out and "lr" not in out.split("now")[1].split(".")[0]
-    assert "moved it to run.stale.pt" in out and history.n_epochs == 1
+    assert "moved it to run.trained-" in out and history.n_epochs == 1
     with pytest.raises(ValueError, match="not both"):
         fit(step, loader, 3, settings=_Settings())
     with pytest.raises(ValueError, match="max_steps"):

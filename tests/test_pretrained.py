@@ -74,6 +74,9 @@ def test_pack_empties_the_optimizer_and_a_packed_model_loads_without_training(tm
     for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     # Other settings never load it silently: the file is set aside, loudly, and the model trains.
+    # Training on from shipped weights says that the optimizer starts afresh (the file keeps no optimizer state).
+    ae_recipe.train_vae(_digits(), dataclasses.replace(SETTINGS, epochs=3), checkpoint=target)
+    assert "the optimizers start afresh" in capsys.readouterr().out
     ae_recipe.train_vae(_digits(), dataclasses.replace(SETTINGS, width=8), checkpoint=target)
     assert "width=16 in the file, 8 now" in capsys.readouterr().out
 
@@ -141,3 +144,30 @@ def test_every_shipped_file_matches_its_checksum_and_the_budget():
     assert total < 20 * 1024 * 1024, f"the pretrained weights weigh {total / 1e6:.1f} MB, over the 20 MB budget"
     listed = {p.name for p in pretrained.WEIGHTS_DIR.glob("*.pt")}
     assert listed == set(entries), f"files without a checksum: {sorted(listed - set(entries))}"
+
+
+def test_the_shipped_pipelines_load_whole_with_nothing_trained(tmp_path, monkeypatch, capsys):
+    from course_utils.data import load_dataset
+    from course_utils.recipes import gan, latent
+
+    monkeypatch.setenv("COURSE_PROFILE", "full")
+    monkeypatch.setenv("COURSE_PRETRAINED", "1")
+    monkeypatch.setenv("COURSE_CHECKPOINT_DIR", str(tmp_path))
+    digits = load_dataset("digits", "train", verbose=False)
+    # The latent pair: the shipped denoiser records the fingerprint of the shipped VAE, recomputed here from its file.
+    vae, _ = latent.train_latent_vae(
+        digits, latent.latent_vae_preset(digits), checkpoint=checkpoints.checkpoint_path("latent_vae", digits)
+    )
+    path = checkpoints.checkpoint_path("latent_diffusion", digits)
+    saved = torch.load(path, weights_only=True)["extra"]["settings"]
+    assert saved["vae"] == latent.vae_fingerprint(vae)
+    latent.train_latent_diffusion(digits, vae, latent.latent_diffusion_preset(digits), checkpoint=path)
+    # The GAN: its snapshots travel inside its checkpoint.
+    snapshots: list = []
+    gan.train_gan(
+        digits, gan.gan_preset(digits), checkpoint=checkpoints.checkpoint_path("gan", digits), snapshots=snapshots
+    )
+    out = capsys.readouterr().out
+    assert out.count("nothing to do") == 3 and "does not fit" not in out, out
+    assert len(snapshots) == torch.load(tmp_path / "gan-digits-8x8-full.pt", weights_only=True)["extra"]["epoch"]
+    assert not list(tmp_path.glob("*.stale.pt"))

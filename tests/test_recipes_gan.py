@@ -72,7 +72,7 @@ def test_checkpoint_resume_and_snapshots(digits, tmp_path):
     model, history = train_gan(digits, settings, snapshots=snaps, checkpoint=path)
     assert [epoch for epoch, _ in snaps] == [1, 2]
     assert snaps[0][1].shape == (6, 1, 8, 8) and 0 <= snaps[0][1].min() and snaps[0][1].max() <= 1
-    assert path.exists() and (tmp_path / "gan-snapshots.pt").exists()
+    assert [path.name] == [p.name for p in tmp_path.iterdir()]  # the snapshots live in the checkpoint, no side-file
 
     # A second call loads the finished run: same weights, same history, snapshots restored.
     again: list = []
@@ -88,6 +88,26 @@ def test_checkpoint_resume_and_snapshots(digits, tmp_path):
     _, longer = train_gan(digits, replace(settings, epochs=3), snapshots=more, checkpoint=path)
     assert [e for e, _ in more] == [1, 2, 3]
     assert len(longer.epochs["g_loss"]) == 3
+
+
+def test_a_run_set_aside_takes_its_snapshots_with_it(digits, tmp_path, capsys):
+    path = tmp_path / "gan.pt"
+    settings = GANConfig(kind="mlp", latent_dim=4, batch_size=48, n_snapshot=6, epochs=3)
+    train_gan(digits, settings, checkpoint=path)
+    snaps: list = []
+    train_gan(digits, replace(settings, lr_g=5e-4, epochs=2), snapshots=snaps, checkpoint=path)
+    assert "lr_g=0.001 in the file, 0.0005 now" in capsys.readouterr().out
+    assert [e for e, _ in snaps] == [1, 2]  # the new run's epochs only, never the old run's [1, 2, 3] before them
+
+
+def test_the_snapshot_count_may_change_between_runs(digits, tmp_path, capsys):
+    path = tmp_path / "gan.pt"
+    settings = GANConfig(kind="mlp", latent_dim=4, batch_size=48, n_snapshot=4, epochs=1)
+    train_gan(digits, settings, checkpoint=path)
+    snaps: list = []
+    train_gan(digits, replace(settings, n_snapshot=8, epochs=2), snapshots=snaps, checkpoint=path)
+    assert "Resuming" in capsys.readouterr().out and not list(tmp_path.glob("*.stale.pt"))
+    assert [(e, len(p)) for e, p in snaps] == [(1, 4), (2, 8)]
 
 
 def test_sample_gan_is_seeded_in_unit_range_and_keeps_the_mode():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from torch import nn
 from course_utils import checkpoints, config, diffusion, guidance
 from course_utils.data import ImageData, to_signed, to_unit
 from course_utils.history import History
-from course_utils.loop import TrainingConfig, evaluating, fit
+from course_utils.loop import SAMPLING, TrainingConfig, evaluating, fit
 from course_utils.models.unet import UNet
 
 
@@ -28,7 +28,10 @@ class DiffusionConfig(TrainingConfig):
     """A diffusion model's settings: the U-Net's ``channels``, the noise schedule (``timesteps`` T and its
     shape), Adam's ``lr`` after ``warmup_steps``, the weight average's ``ema_decay``, and how it samples
     (``sample_steps`` DDIM steps with DDIM's ``sample_eta``). ``bf16='auto'`` turns bfloat16 autocast on
-    where the device computes it natively (:func:`course_utils.diffusion.bf16_is_fast`)."""
+    where the device computes it natively (:func:`course_utils.diffusion.bf16_is_fast`).
+
+    The sampler's settings and the precision (``SAMPLING``) are not compared when a checkpoint is loaded: a model
+    trained with 20 DDIM steps samples with 50 (``dataclasses.replace(settings, sample_steps=50)``) untrained again."""
 
     channels: tuple[int, ...] = (16, 32, 32)
     timesteps: int = 1000
@@ -36,9 +39,9 @@ class DiffusionConfig(TrainingConfig):
     lr: float = 2e-3
     warmup_steps: int = 100
     ema_decay: float = 0.995
-    sample_steps: int = 20
-    sample_eta: float = 1.0
-    bf16: bool | str = "auto"
+    sample_steps: int = field(default=20, metadata=SAMPLING)
+    sample_eta: float = field(default=diffusion.SAMPLE_ETA, metadata=SAMPLING)
+    bf16: bool | str = field(default="auto", metadata=SAMPLING)
 
 
 def diffusion_preset(data: ImageData) -> DiffusionConfig:
@@ -234,8 +237,9 @@ def sample_diffusion(
     """``n`` pictures sculpted from seeded noise with DDIM: a CPU tensor ``n x C x H x W`` in [0, 1].
 
     ``steps`` network calls per picture and DDIM's ``eta`` (defaults: the model's ``sample_steps`` and
-    ``sample_eta``); the same seed gives the same pictures. Works ``batch_size`` pictures at a time to
-    keep memory small.
+    ``sample_eta``). The network sees ``batch_size`` pictures at a time, to keep memory small; the noise is drawn
+    for all ``n`` at once, so the same seed gives the same pictures whatever ``batch_size`` is (up to float
+    rounding).
     """
     if not isinstance(model, diffusion.DiffusionModel):
         raise TypeError(f"sample_diffusion needs a DiffusionModel (from train_diffusion), got {type(model).__name__}")
@@ -243,7 +247,5 @@ def sample_diffusion(
         raise ValueError(f"n must be positive, got {n}")
     generator = torch.Generator().manual_seed(seed)
     with evaluating(model):
-        chunks = [
-            model.sample(min(batch_size, n - done), generator, steps, eta=eta)[0] for done in range(0, n, batch_size)
-        ]
-    return to_unit(torch.cat(chunks)).cpu()
+        images, _ = model.sample(n, generator, steps, eta=eta, batch_size=batch_size)
+    return to_unit(images).cpu()

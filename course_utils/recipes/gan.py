@@ -7,15 +7,16 @@ trains and notebook 08 loads; change one field with ``dataclasses.replace``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from course_utils import config, losses
 from course_utils.data import ImageData, to_signed, to_unit
 from course_utils.history import History
-from course_utils.loop import TrainingConfig, evaluating, fit
+from course_utils.loop import SAMPLING, TrainingConfig, evaluating, fit
 from course_utils.models.gan import GAN, make_gan
 
 
@@ -38,7 +39,7 @@ class GANConfig(TrainingConfig):
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     real_label: float = 1.0
-    n_snapshot: int = 16
+    n_snapshot: int = field(default=16, metadata=SAMPLING)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -121,10 +122,21 @@ def sample_gan(model: GAN, n: int, seed: int = 0) -> torch.Tensor:
         return to_unit(model.generator(model.noise(n, generator=torch.Generator().manual_seed(seed)))).cpu()
 
 
-def _snapshot_path(checkpoint: str | Path) -> Path:
-    """Where :func:`train_gan` keeps the fixed-noise pictures of each epoch, beside its checkpoint."""
-    checkpoint = Path(checkpoint)
-    return checkpoint.with_name(checkpoint.stem + "-snapshots.pt")
+class Snapshots:
+    """The fixed-noise pictures of each epoch, ``(epoch, pictures)`` pairs appended to the list ``kept``, saved in the
+    GAN's checkpoint like its weights: they resume with the run, and go aside with it when it no longer fits."""
+
+    def __init__(self, kept: list[tuple[int, torch.Tensor]]) -> None:
+        self.kept, self.start = kept, len(kept)  # what the list held before this run is not part of it
+
+    def state_dict(self) -> dict[str, Any]:
+        """This run's snapshots: their epochs and pictures (a list, so the count may change between epochs)."""
+        run = self.kept[self.start :]
+        return {"epochs": [epoch for epoch, _ in run], "pictures": [pictures for _, pictures in run]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put back the snapshots of a saved run (in place of any of this run's)."""
+        self.kept[self.start :] = list(zip(state["epochs"], state["pictures"], strict=True))
 
 
 def train_gan(
@@ -142,7 +154,8 @@ def train_gan(
     ``snapshots`` is a list, ``(epoch, pictures)`` is appended after every epoch: ``settings.n_snapshot``
     pictures in [0, 1] painted from the *same* fixed noise, to watch one set of dice rolls turn into
     digits. With ``checkpoint`` (e.g. ``checkpoints.checkpoint_path('gan', data)``) the run, its settings
-    and its snapshots are saved, and the next call resumes it, or simply loads it when it is finished.
+    and its snapshots (:class:`Snapshots`, in the same file) are saved, and the next call resumes it, or simply
+    loads it when it is finished. ``n_snapshot`` may change between calls: only the new snapshots have the new count.
     ``on_epoch_end(epoch, history)`` runs after each epoch's snapshot (e.g. a live plot).
     """
     seed_generator = config.seed_everything(settings.seed)
@@ -153,9 +166,6 @@ def train_gan(
     fixed_noise = torch.randn(settings.n_snapshot, settings.latent_dim, generator=seed_generator).to(device)
 
     kept: list[tuple[int, torch.Tensor]] = snapshots if snapshots is not None else []
-    if checkpoint is not None and _snapshot_path(checkpoint).exists() and Path(checkpoint).exists():
-        saved = torch.load(_snapshot_path(checkpoint), map_location="cpu", weights_only=True)
-        kept.extend(zip(saved["epochs"].tolist(), saved["pictures"], strict=True))
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
         images, _labels = batch  # a GAN ignores the labels: it learns P(x), not P(y | x)
@@ -164,14 +174,11 @@ def train_gan(
     def end_of_epoch(epoch: int, history: History) -> None:
         with evaluating(model):
             kept.append((epoch + 1, to_unit(model.generator(fixed_noise)).cpu()))
-        if checkpoint is not None:
-            saved = {"epochs": torch.tensor([e for e, _ in kept]), "pictures": torch.stack([p for _, p in kept])}
-            torch.save(saved, _snapshot_path(checkpoint))
         if on_epoch_end is not None:
             on_epoch_end(epoch, history)
 
     loader = data.loader(settings.batch_size, seed=settings.seed)
-    modules = {"model": model, "optimizer_g": optimizer_g, "optimizer_d": optimizer_d}
+    modules = {"model": model, "optimizer_g": optimizer_g, "optimizer_d": optimizer_d, "snapshots": Snapshots(kept)}
     desc = desc or f"{settings.kind} GAN"
     history = fit(
         step, loader, settings=settings, desc=desc, checkpoint=checkpoint, modules=modules, on_epoch_end=end_of_epoch

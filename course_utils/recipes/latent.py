@@ -4,21 +4,25 @@ of latents, a class-conditional denoiser learns in that grid with classifier-fre
 Two settings objects, :class:`LatentVAEConfig` (the first stage) and :class:`LatentDiffusionConfig` (the second),
 and the course's choice of both in one place, :func:`latent_vae_preset` and :func:`latent_diffusion_preset`,
 which the capstone notebook and the evaluation notebook's scoreboard both call. The denoiser learns the latents of
-*one* VAE: retrain a denoiser whenever its VAE changes (a new checkpoint path for each pair does it).
+*one* VAE, so the pair travels together: the denoiser's settings record its VAE's fingerprint
+(:func:`vae_fingerprint`, a hash of the VAE's weights), and a denoiser file made for another VAE is never loaded: it
+is set aside, with a message naming both files, and a denoiser for this VAE is trained.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from course_utils import config
 from course_utils.data import ImageData, is_small, make_loader
-from course_utils.guidance import ConditionalDiffusionModel
+from course_utils.generators import rng_state, set_rng
+from course_utils.guidance import GUIDANCE, ConditionalDiffusionModel
 from course_utils.history import History
-from course_utils.loop import TrainingConfig, evaluating, fit
+from course_utils.loop import SAMPLING, TrainingConfig, evaluating, fit
 from course_utils.models.latent import LatentVAE
 from course_utils.recipes.autoencoder import vae_step
 from course_utils.recipes.diffusion import train_denoiser
@@ -48,13 +52,17 @@ class LatentDiffusionConfig(GuidedDiffusionConfig):
     """The second stage's settings: :class:`~course_utils.recipes.guided.GuidedDiffusionConfig`'s (a
     class-conditional U-Net, here on the latent grid, its noise schedule, training and sampler), plus the guidance
     scale ``guidance`` it samples with. Each guess of the clean latents is kept in ``[-clip, clip]``: about 3 for
-    latents of unit variance. The U-Net on a 7x7 grid is too small to gain from bfloat16, which stays off."""
+    latents of unit variance. The U-Net on a 7x7 grid is too small to gain from bfloat16, which stays off.
+
+    ``vae`` is the fingerprint of the VAE whose latents the denoiser learns (:func:`vae_fingerprint`);
+    :func:`train_latent_diffusion` fills it in, and a checkpoint made for another VAE does not match."""
 
     channels: tuple[int, ...] = (32,)
-    sample_steps: int = 10
-    bf16: bool | str = False
-    clip: float = 3.0
-    guidance: float = 2.0
+    sample_steps: int = field(default=10, metadata=SAMPLING)
+    bf16: bool | str = field(default=False, metadata=SAMPLING)
+    clip: float | None = field(default=3.0, metadata=SAMPLING)
+    guidance: float = field(default=GUIDANCE, metadata=SAMPLING)
+    vae: str = ""
 
 
 def latent_vae_preset(data: ImageData) -> LatentVAEConfig:
@@ -116,6 +124,7 @@ def train_latent_vae(
     config.seed_everything(settings.seed)  # the codes are drawn by PyTorch's global generator, which fit saves
     device = config.device()
     model = make_latent_vae(data.image_shape, settings).to(device)
+    model.checkpoint = None if checkpoint is None else Path(checkpoint)  # named when a denoiser does not fit it
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
@@ -124,11 +133,17 @@ def train_latent_vae(
     loader = data.loader(settings.batch_size, seed=settings.seed)
     modules = {"model": model, "optimizer": optimizer}
     history = fit(step, loader, settings=settings, desc=desc or "latent VAE", checkpoint=checkpoint, modules=modules)
-    with evaluating(model), torch.random.fork_rng(devices=[]):  # the same scale every time, other draws untouched
-        torch.manual_seed(settings.seed)
-        # 5,000 pictures give a million latent values, plenty for one standard deviation; it runs on every call,
-        # loads included, and all 60,000 MNIST pictures took 18 s.
-        model.fit_scale(data.images[:SCALE_PICTURES].to(device))
+    # The same scale every time, and every other draw untouched: torch.manual_seed reseeds the CPU's generator and
+    # the GPU's (CUDA or MPS), so all of them are put back afterwards.
+    saved = rng_state({})
+    try:
+        with evaluating(model):
+            torch.manual_seed(settings.seed)
+            # 5,000 pictures give a million latent values, plenty for one standard deviation; it runs on every call,
+            # loads included, and all 60,000 MNIST pictures took 18 s.
+            model.fit_scale(data.images[:SCALE_PICTURES].to(device))
+    finally:
+        set_rng({}, saved)
     return model.eval(), history
 
 
@@ -175,6 +190,9 @@ def train_latent_diffusion(
     if not isinstance(vae, LatentVAE):
         raise TypeError(f"train_latent_diffusion needs the LatentVAE of the first stage, got {type(vae).__name__}")
     check_labels(data.labels, settings.num_classes)
+    settings = replace(settings, vae=vae_fingerprint(vae))  # compared on load: a denoiser of another VAE never loads
+    if checkpoint is not None and Path(checkpoint).exists():
+        _say_if_made_for_another_vae(Path(checkpoint), vae, settings.vae)
     noise = config.seed_everything(settings.seed)
     model = make_latent_diffusion(vae.latent_shape, settings).to(config.device())
     clouds: list[torch.Tensor] = []  # (mu, logvar) of every picture, encoded at the first step that needs them
@@ -196,12 +214,40 @@ def train_latent_diffusion(
     )
 
 
+def vae_fingerprint(vae: LatentVAE) -> str:
+    """A short hash of the VAE's weights (16 hex digits): the identity of the latent space a denoiser learns.
+
+    The latent scale is left out: it is measured again from the pictures on every call (:func:`train_latent_vae`).
+    The weights are read on the CPU, so a VAE gives the same fingerprint on every device.
+    """
+    digest = hashlib.sha256(type(vae).__name__.encode())
+    for name, tensor in sorted(vae.state_dict().items()):
+        if name != "latent_scale":
+            tensor = tensor.detach().cpu().contiguous()
+            digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+            digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _say_if_made_for_another_vae(checkpoint: Path, vae: LatentVAE, fingerprint: str) -> None:
+    """Name both files when the denoiser saved at ``checkpoint`` learned another VAE's latents (fit then sets it
+    aside, as for any other setting that does not match)."""
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True).get("extra", {}).get("settings") or {}
+    if saved.get("vae") != fingerprint:
+        source = getattr(vae, "checkpoint", None)
+        named = source.name if source is not None else "the VAE given (not saved to a file)"
+        print(
+            f"{checkpoint.name} learned the latents of another VAE (fingerprint {saved.get('vae') or 'not saved'}), "
+            f"not those of {named} (fingerprint {fingerprint}): with this VAE it would draw noise."
+        )
+
+
 @torch.no_grad()
 def sample_latent(
     vae: LatentVAE,
     denoiser: ConditionalDiffusionModel,
     labels: torch.Tensor | list[int] | int,
-    w: float = 2.0,
+    w: float = GUIDANCE,
     seed: int = 0,
     steps: int | None = None,
     batch_size: int = 500,
@@ -212,8 +258,8 @@ def sample_latent(
 
     ``labels`` may be an int ``n``: ``n`` pictures of the classes in turn (0, 1, ..., 9, 0, ...). Returns a CPU
     tensor of pictures in [0, 1], and with ``return_latents`` the (scaled) latents too. ``steps`` DDIM steps
-    (default: the denoiser's ``sample_steps``); ``batch_size`` pictures at a time; the same seed gives the same
-    pictures.
+    (default: the denoiser's ``sample_steps``); the networks see ``batch_size`` pictures at a time. The same seed
+    gives the same pictures whatever ``batch_size`` is (up to float rounding).
     """
     if not isinstance(denoiser, ConditionalDiffusionModel):
         raise TypeError(f"the denoiser must be a ConditionalDiffusionModel, got {type(denoiser).__name__}")
@@ -230,11 +276,7 @@ def sample_latent(
             f"{tuple(vae.latent_shape)}: they were not trained together"
         )
     generator = torch.Generator().manual_seed(seed)
-    latents, pictures = [], []
     with evaluating(denoiser), evaluating(vae):
-        for chunk in labels.split(batch_size):
-            z = denoiser.sample_classes(chunk, w=w, generator=generator, steps=steps)
-            latents.append(z.cpu())
-            pictures.append(vae.from_latent(z).cpu())
-    images = torch.cat(pictures)
-    return (images, torch.cat(latents)) if return_latents else images
+        latents = denoiser.sample_classes(labels, w=w, generator=generator, steps=steps, batch_size=batch_size)
+        images = torch.cat([vae.from_latent(z).cpu() for z in latents.split(batch_size)])
+    return (images, latents.cpu()) if return_latents else images
