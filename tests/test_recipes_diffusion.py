@@ -4,9 +4,9 @@ from dataclasses import replace
 
 import pytest
 import torch
+from helpers import blobs  # two classes of tiny squares, shared with the guided recipe's tests
 
 from course_utils import checkpoints, diffusion
-from course_utils.data import ImageData
 from course_utils.recipes.diffusion import (
     EMA,
     DiffusionConfig,
@@ -17,16 +17,6 @@ from course_utils.recipes.diffusion import (
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def _blobs(n=64, size=8):
-    """Tiny 8x8 'digits' of two classes: a bright square top left (class 0) or bottom right (class 1), so a few
-    steps learn something (the guided recipe's tests use the labels too)."""
-    images = torch.zeros(n, 1, size, size)
-    labels = torch.arange(n) % 2
-    images[labels == 0, :, 1:4, 1:4] = 1.0
-    images[labels == 1, :, 4:7, 4:7] = 1.0
-    return ImageData(images, labels, "digits", "test blobs")
 
 
 def test_ema_follows_the_weights_with_the_right_decay():
@@ -47,7 +37,7 @@ def test_ema_follows_the_weights_with_the_right_decay():
 
 def test_diffusion_step_lowers_the_loss():
     torch.manual_seed(0)
-    data = _blobs()
+    data = blobs()
     model = make_diffusion((1, 8, 8), DiffusionConfig(channels=(8, 16), timesteps=50, sample_steps=5, bf16=False))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     ema = EMA(model)
@@ -58,7 +48,7 @@ def test_diffusion_step_lowers_the_loss():
 
 
 def test_train_sample_and_resume(tmp_path):
-    data = _blobs()
+    data = blobs()
     path = checkpoints.checkpoint_path("diffusion", data)
     settings = DiffusionConfig(channels=(8, 16), timesteps=50, sample_steps=5, batch_size=32, bf16=False, epochs=2)
     model, history = train_diffusion(data, settings, checkpoint=path)
