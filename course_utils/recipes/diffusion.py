@@ -235,7 +235,7 @@ def sample_diffusion(
 
     ``steps`` network calls per picture and DDIM's ``eta`` (defaults: the model's ``sample_steps`` and
     ``sample_eta``); the same seed gives the same pictures. Works ``batch_size`` pictures at a time to
-    keep memory small.
+    keep memory small (with ``eta > 0`` the pictures then depend on ``batch_size`` too).
     """
     if not isinstance(model, diffusion.DiffusionModel):
         raise TypeError(f"sample_diffusion needs a DiffusionModel (from train_diffusion), got {type(model).__name__}")
