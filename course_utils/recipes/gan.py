@@ -26,8 +26,8 @@ class GANConfig(TrainingConfig):
     The optimizer settings are explained in :func:`make_gan_optimizers`; ``real_label=0.9`` turns on
     one-sided label smoothing. The defaults were measured on a laptop-class CPU with 28x28 MNIST: small
     batches (more rounds of the game per second of CPU) and a generator learning faster than the small
-    discriminator (1e-3 vs 2e-4) gave recognisable digits in about 2,000 rounds, where the DCGAN paper's
-    2e-4 for both needed far more. ``n_snapshot``: how many fixed-noise pictures to keep after each epoch.
+    discriminator (1e-3 vs 2e-4) gave recognisable digits in far fewer rounds than the DCGAN paper's
+    2e-4 for both. ``n_snapshot``: how many fixed-noise pictures to keep after each epoch.
     """
 
     kind: str = "dcgan"
