@@ -145,12 +145,12 @@ def train_gan(
     and its snapshots are saved, and the next call resumes it, or simply loads it when it is finished.
     ``on_epoch_end(epoch, history)`` runs after each epoch's snapshot (e.g. a live plot).
     """
-    seed_generator = config.seed_everything(settings.seed)
+    rng = config.seed_everything(settings.seed)
     device = config.device()
     model = make_gan(settings.kind, data.image_shape, settings.latent_dim, settings.channels).to(device)
     optimizer_g, optimizer_d = make_gan_optimizers(model, settings.lr_g, settings.lr_d, settings.betas)
     # One fixed set of noise vectors, drawn from its own generator so it never shifts the training noise.
-    fixed_noise = torch.randn(settings.n_snapshot, settings.latent_dim, generator=seed_generator).to(device)
+    fixed_noise = torch.randn(settings.n_snapshot, settings.latent_dim, generator=rng).to(device)
 
     kept: list[tuple[int, torch.Tensor]] = snapshots if snapshots is not None else []
     if checkpoint is not None and _snapshot_path(checkpoint).exists() and Path(checkpoint).exists():

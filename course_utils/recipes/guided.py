@@ -90,7 +90,7 @@ def train_guided_diffusion(
     loads it when it is finished.
     """
     check_labels(data.labels, settings.num_classes)
-    noise = config.seed_everything(settings.seed)
+    rng = config.seed_everything(settings.seed)
     model = make_guided_diffusion(data.image_shape, settings).to(config.device())
 
     def clean_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,7 +99,7 @@ def train_guided_diffusion(
     loader = data.loader(settings.batch_size, seed=settings.seed)
     desc = desc or "guided diffusion"
     return train_denoiser(
-        model, settings, loader, clean_batch, noise, settings.label_dropout, checkpoint=checkpoint, desc=desc
+        model, settings, loader, clean_batch, rng, settings.label_dropout, checkpoint=checkpoint, desc=desc
     )
 
 
@@ -153,7 +153,7 @@ def sample_guided(
             f"labels must lie in 0 .. {model.null_label} ({model.null_label} means 'any digit'), "
             f"got {int(labels.min())} .. {int(labels.max())}"
         )
-    generator = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
     with evaluating(model):
-        chunks = [model.sample_classes(chunk, w, generator, steps, eta, interval) for chunk in labels.split(batch_size)]
+        chunks = [model.sample_classes(chunk, w, rng, steps, eta, interval) for chunk in labels.split(batch_size)]
     return to_unit(torch.cat(chunks)).cpu()

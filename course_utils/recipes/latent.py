@@ -165,7 +165,7 @@ def train_latent_diffusion(
     """Train the denoiser in ``vae``'s latent space on ``data``'s pictures and labels; return ``(ema_model, history)``.
 
     The pictures are encoded once (:func:`encode_latents`); each step draws fresh latents from their clouds, as
-    Stable Diffusion does, with the seeded ``noise`` generator the checkpoint keeps, and hides a share
+    Stable Diffusion does, with the seeded generator the checkpoint keeps, and hides a share
     ``settings.label_dropout`` of the labels (:func:`~course_utils.recipes.diffusion.train_denoiser`). With
     ``checkpoint`` the run and its settings are saved, and the next call resumes it, or simply loads it when it is
     finished.
@@ -173,7 +173,7 @@ def train_latent_diffusion(
     if not isinstance(vae, LatentVAE):
         raise TypeError(f"train_latent_diffusion needs the LatentVAE of the first stage, got {type(vae).__name__}")
     check_labels(data.labels, settings.num_classes)
-    noise = config.seed_everything(settings.seed)
+    rng = config.seed_everything(settings.seed)
     model = make_latent_diffusion(vae.latent_shape, settings).to(config.device())
     clouds: list[torch.Tensor] = []  # (mu, logvar) of every picture, encoded at the first step that needs them
 
@@ -184,13 +184,13 @@ def train_latent_diffusion(
             clouds.extend(encode_latents(vae, data.images))
         index, labels = batch
         batch_mu, batch_logvar = clouds[0][index], clouds[1][index]
-        eps = torch.randn(batch_mu.shape, generator=noise)  # one draw from each cloud (on the CPU: seeded anywhere)
+        eps = torch.randn(batch_mu.shape, generator=rng)  # one draw from each cloud (on the CPU: seeded anywhere)
         return batch_mu + (0.5 * batch_logvar).exp() * eps, labels
 
     loader = make_loader(torch.arange(len(data)), data.labels, batch_size=settings.batch_size, seed=settings.seed)
     desc = desc or "latent denoiser"
     return train_denoiser(
-        model, settings, loader, clean_batch, noise, settings.label_dropout, checkpoint=checkpoint, desc=desc
+        model, settings, loader, clean_batch, rng, settings.label_dropout, checkpoint=checkpoint, desc=desc
     )
 
 
@@ -227,11 +227,11 @@ def sample_latent(
             f"the denoiser makes latents of shape {tuple(denoiser.image_shape)}, but this VAE decodes "
             f"{tuple(vae.latent_shape)}: they were not trained together"
         )
-    generator = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
     latents, pictures = [], []
     with evaluating(denoiser), evaluating(vae):
         for chunk in labels.split(batch_size):
-            z = denoiser.sample_classes(chunk, w=w, generator=generator, steps=steps)
+            z = denoiser.sample_classes(chunk, w=w, generator=rng, steps=steps)
             latents.append(z.cpu())
             pictures.append(vae.from_latent(z).cpu())
     images = torch.cat(pictures)
