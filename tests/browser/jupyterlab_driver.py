@@ -187,12 +187,9 @@ class LabServer:
 
 
 def server_environment(work_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of the server and its kernels: ours, isolated Jupyter folders, ``COURSE_PROFILE=fast``, the
-    digits unless the caller named a data set."""
+    """The environment of the server and its kernels: ours, isolated Jupyter folders, ``COURSE_PROFILE=fast``."""
     env = dict(os.environ)
     env.pop("MPLBACKEND", None)  # the kernel must pick the inline backend, or figures never reach the page
-    if not (env.get("COURSE_DATASET", "").strip() or env.get("COURSE_MNIST_TEST_DIR", "").strip()):
-        env["COURSE_DATASET"] = "digits"  # the data world every notebook test runs in (tests/helpers.py: data_world)
     python_path = [str(PROJECT_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env.update(
         {
