@@ -7,6 +7,8 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 PROFILE ?= full
 NOTEBOOK ?=
+# What the nbval targets run: every notebook, or a few (NBVAL=notebooks/05_diffusion.ipynb make test-notebooks).
+NBVAL   ?= notebooks
 # Tests run in parallel, one process per core (pytest-xdist), each on one thread: the fast profile's tiny models gain
 # little from a second thread, and two processes keep both cores busy. JOBS=1 runs them one after another.
 JOBS    ?= auto
@@ -62,7 +64,7 @@ test-unit: install
 test-notebooks: install
 	rm -rf $(NOTEBOOK_RUN)
 	$(DATA_WORLD) COURSE_PROFILE=fast COURSE_CHECKPOINT_DIR=$(NOTEBOOK_RUN)/checkpoints COURSE_RESULTS_DIR=$(NOTEBOOK_RUN)/results \
-		$(PYTEST) --dist loadfile --nbval-lax --nbval-current-env notebooks
+		$(PYTEST) --dist loadfile --nbval-lax --nbval-current-env $(NBVAL)
 
 # The generated student notebooks, executed with only their stubs (also part of test-unit; CI reruns it per data set).
 test-student: install
@@ -75,7 +77,7 @@ test-pretrained: install
 	rm -rf $(PRETRAINED_RUN)
 	COURSE_DATASET=digits COURSE_MNIST_TEST_DIR= COURSE_PRETRAINED=1 COURSE_PROFILE=full \
 		COURSE_CHECKPOINT_DIR=$(PRETRAINED_RUN)/checkpoints COURSE_RESULTS_DIR=$(PRETRAINED_RUN)/results \
-		$(PYTEST) --dist loadfile --nbval-lax --nbval-current-env notebooks
+		$(PYTEST) --dist loadfile --nbval-lax --nbval-current-env $(NBVAL)
 	@# A shipped model the notebooks set aside (*.stale.pt) no longer fits today's recipe: the notebook retrained it
 	@# and passed, but every student with COURSE_PRETRAINED=1 would wait for that training. Rebuild: make pretrained.
 	@stale="$$(find $(PRETRAINED_RUN)/checkpoints -name '*.stale.pt')"; if [ -n "$$stale" ]; then \
