@@ -7,6 +7,8 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 PROFILE ?= full
 NOTEBOOK ?=
+# What the nbval targets run: every notebook, or a few (NBVAL=notebooks/05_diffusion.ipynb make test-notebooks).
+NBVAL   ?= notebooks
 # Tests run in parallel, one process per core (pytest-xdist), each on one thread: the fast profile's tiny models gain
 # little from a second thread, and two processes keep both cores busy. JOBS=1 runs them one after another.
 JOBS    ?= auto
@@ -15,6 +17,11 @@ PYTEST  := OMP_NUM_THREADS=1 $(PY) -m pytest -n $(JOBS)
 # run then load instead of training the same models again (only the training is skipped: every cell still runs).
 # (An absolute path: nbval's kernels run in notebooks/, where a relative one would point elsewhere.)
 NOTEBOOK_RUN := $(CURDIR)/build/test-notebooks
+PRETRAINED_RUN := $(CURDIR)/build/test-pretrained
+# The data world every notebook test runs in: the bundled 8x8 digits, whatever lies in data/ and whether or not this
+# machine is online (`auto` would pick MNIST found on disk, or download it), unless the caller names one:
+# COURSE_DATASET, or COURSE_MNIST_TEST_DIR as CI's second world does (`auto` then reads that folder).
+DATA_WORLD := $(if $(strip $(COURSE_DATASET)$(COURSE_MNIST_TEST_DIR)),,COURSE_DATASET=digits)
 
 .PHONY: help install lab test test-unit test-notebooks test-student test-pretrained lint format course student \
 	grading benchmark pretrained clean
@@ -58,29 +65,35 @@ format: install
 	$(PY) -m ruff check --fix .
 
 test-unit: install
-	$(call with_notebook_checkpoints, $(PYTEST) tests)
+	$(call with_notebook_checkpoints, $(DATA_WORLD) $(PYTEST) tests)
 
 # Fresh checkpoint and results folders: the notebooks train from scratch, as on a student's first run. Each
 # notebook stays whole on one worker (--dist loadfile): its cells share one kernel.
 test-notebooks: install
 	rm -rf $(NOTEBOOK_RUN)
-	COURSE_PROFILE=fast COURSE_CHECKPOINT_DIR=$(NOTEBOOK_RUN)/checkpoints COURSE_RESULTS_DIR=$(NOTEBOOK_RUN)/results \
-		$(PYTEST) --dist loadfile --nbval-lax --nbval-current-env notebooks
+	$(DATA_WORLD) COURSE_PROFILE=fast COURSE_CHECKPOINT_DIR=$(NOTEBOOK_RUN)/checkpoints COURSE_RESULTS_DIR=$(NOTEBOOK_RUN)/results \
+		$(PYTEST) --dist loadfile --nbval-lax --nbval-current-env $(NBVAL)
 
 # The generated student notebooks, executed with only their stubs (also part of test-unit; CI reruns it per data set).
 test-student: install
-	$(call with_notebook_checkpoints, $(PYTEST) tests/test_student_notebooks.py)
+	$(call with_notebook_checkpoints, $(DATA_WORLD) $(PYTEST) tests/test_student_notebooks.py)
 
 # Every notebook in the full profile, loading the course's finished models (COURSE_PRETRAINED=1) instead of training:
-# the full profile's code paths, in the time the fast profile takes. Only where the course ships weights (the digits).
+# the full profile's code paths, in the time the fast profile takes. Always on the digits, the one data set the course
+# ships weights for (whatever the caller set: another data set would train every model live).
 test-pretrained: install
-	rm -rf $(CURDIR)/build/test-pretrained
-	COURSE_PRETRAINED=1 COURSE_PROFILE=full COURSE_CHECKPOINT_DIR=$(CURDIR)/build/test-pretrained/checkpoints \
-		COURSE_RESULTS_DIR=$(CURDIR)/build/test-pretrained/results $(PYTEST) --dist loadfile --nbval-lax --nbval-current-env notebooks
+	rm -rf $(PRETRAINED_RUN)
+	COURSE_DATASET=digits COURSE_MNIST_TEST_DIR= COURSE_PRETRAINED=1 COURSE_PROFILE=full \
+		COURSE_CHECKPOINT_DIR=$(PRETRAINED_RUN)/checkpoints COURSE_RESULTS_DIR=$(PRETRAINED_RUN)/results \
+		$(PYTEST) --dist loadfile --nbval-lax --nbval-current-env $(NBVAL)
 	@# A shipped model the notebooks set aside (*.stale.pt) no longer fits today's recipe: the notebook retrained it
 	@# and passed, but every student with COURSE_PRETRAINED=1 would wait for that training. Rebuild: make pretrained.
-	@stale="$$(find $(CURDIR)/build/test-pretrained/checkpoints -name '*.stale.pt')"; if [ -n "$$stale" ]; then \
+	@stale="$$(find $(PRETRAINED_RUN)/checkpoints -name '*.stale.pt')"; if [ -n "$$stale" ]; then \
 		echo "shipped weights that no longer fit their recipe (run make pretrained): $$stale"; exit 1; fi
+	@# Every checkpoint this pass leaves must be a shipped one: any other file is a model it trained live.
+	@live="$$(cd $(PRETRAINED_RUN)/checkpoints && for f in *.pt; do [ -e "$$f" ] || continue; \
+		grep -q "\"$$f\"" $(CURDIR)/course_utils/pretrained_weights/MANIFEST.json || echo "$$f"; done)"; \
+		if [ -n "$$live" ]; then echo "the pretrained pass trained models the course does not ship: $$live"; exit 1; fi
 
 # Run $(1) with NOTEBOOK_TEST_CHECKPOINTS naming the last nbval run's checkpoints, when there are some.
 with_notebook_checkpoints = if [ -d $(NOTEBOOK_RUN)/checkpoints ]; then \

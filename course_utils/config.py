@@ -170,8 +170,8 @@ def use_threads(work: str = "batched") -> int:
 
     ``"batched"`` (the default, set when the course is imported): as many threads as PyTorch chooses, but
     never more than the cores this process may really use (:func:`cpu_budget`; Binder gives 1). Convolutions
-    over a batch of pictures are big operations that split well: on a quiet 2-core laptop the diffusion
-    U-Net of notebook 05 trained about 1.4 times faster on 2 threads than on 1.
+    over a batch of pictures are big operations that split well: the diffusion U-Net of notebook 05 trains
+    markedly faster on 2 threads than on 1.
 
     ``"sequential"``: one thread. A small recurrent network (notebook 09's GRU reads one character after
     another) or a tiny test model does thousands of tiny matrix products in a row; each is too small to
@@ -232,8 +232,8 @@ def release_freed_memory() -> bool:
     """Hand memory that training freed back to the operating system (Linux); True if it was asked to.
 
     glibc's ``malloc`` keeps freed blocks for reuse, so after training the process still holds the batches'
-    activations it no longer needs: with 60,000 MNIST pictures notebook 06 sat at 1.26 GB after training and
-    1.03 GB after ``malloc_trim``. Whatever the next cell allocates then starts from the lower figure, which keeps
+    activations it no longer needs, and ``malloc_trim`` hands a good share of them back (after notebook 06's training
+    with 60,000 MNIST pictures, hundreds of MB). Whatever the next cell allocates then starts lower, which keeps
     the notebook's peak (Binder's limit is 2 GB) lower. :func:`course_utils.loop.fit` calls it when it ends.
     Elsewhere (macOS, Windows, musl) it does nothing.
     """

@@ -82,31 +82,31 @@ def train_toy_gan(
             f"steps, d_steps and snapshot_every must be positive, got {steps}, {d_steps}, {snapshot_every}"
         )
     torch.manual_seed(seed)  # the networks' first weights
-    generator = torch.Generator().manual_seed(seed)  # the data and the noise
+    rng = torch.Generator().manual_seed(seed)  # the data and the noise
     run = ToyGANRun(
         MLP2d(latent_dim, 2, hidden, layers), MLP2d(2, 1, hidden, layers, activation="leaky_relu"), latent_dim
     )
     optimizer_g = torch.optim.Adam(run.generator.parameters(), lr=lr_g, betas=betas)
     optimizer_d = torch.optim.Adam(run.discriminator.parameters(), lr=lr_d, betas=betas)
-    fixed_noise = torch.randn(n_snapshot, latent_dim, generator=generator)  # the same noise for every snapshot
+    fixed_noise = torch.randn(n_snapshot, latent_dim, generator=rng)  # the same noise for every snapshot
 
     for step in range(1, steps + 1):
         # 1. The discriminator's step(s): fakes are detached, only the discriminator learns.
         for _ in range(d_steps):
-            real = sample_mixture(mixture, batch_size, generator)
-            fake = run.generator(torch.randn(batch_size, latent_dim, generator=generator)).detach()
+            real = sample_mixture(mixture, batch_size, rng)
+            fake = run.generator(torch.randn(batch_size, latent_dim, generator=rng)).detach()
             real_out, fake_out = run.discriminator(real), run.discriminator(fake)
             if loss == "gan":
                 d_loss = losses.discriminator_loss(real_out, fake_out)
             else:
-                epsilon = torch.rand(batch_size, 1, generator=generator)
+                epsilon = torch.rand(batch_size, 1, generator=rng)
                 penalty = losses.gradient_penalty(run.discriminator, real, fake, epsilon)
                 d_loss = losses.wasserstein_discriminator_loss(real_out, fake_out) + penalty_weight * penalty
             optimizer_d.zero_grad()
             d_loss.backward()
             optimizer_d.step()
         # 2. The generator's step: through the updated discriminator, only the generator learns.
-        fake_out = run.discriminator(run.generator(torch.randn(batch_size, latent_dim, generator=generator)))
+        fake_out = run.discriminator(run.generator(torch.randn(batch_size, latent_dim, generator=rng)))
         g_loss = losses.generator_loss(fake_out) if loss == "gan" else losses.wasserstein_generator_loss(fake_out)
         optimizer_g.zero_grad()
         g_loss.backward()
@@ -137,8 +137,8 @@ class ToyDiffusionRun:
     @torch.no_grad()
     def sample_ddpm(self, n: int, seed: int = 0) -> torch.Tensor:
         """``n`` points with DDPM's ancestral sampler (no clipping: the toy's points need not lie in [-1, 1])."""
-        generator = torch.Generator().manual_seed(seed)
-        points, _ = diffusion.ddpm_sample(self.model, (n, 2), self.schedule, generator=generator, clip=None)
+        rng = torch.Generator().manual_seed(seed)
+        points, _ = diffusion.ddpm_sample(self.model, (n, 2), self.schedule, generator=rng, clip=None)
         return points
 
 
@@ -158,14 +158,14 @@ def train_toy_diffusion(
     if steps < 1:
         raise ValueError(f"steps must be positive, got {steps}")
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
     run = ToyDiffusionRun(TimeMLP2d(timesteps, hidden, layers), diffusion.make_schedule(timesteps, schedule))
     optimizer = torch.optim.Adam(run.model.parameters(), lr=lr)
     # A learning rate that falls to a tenth: the score near t = 0 needs fine steps at the end.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1 - 0.9 * i / steps)
     for _ in range(steps):
-        x0 = sample_mixture(mixture, batch_size, generator)
-        loss = diffusion.diffusion_loss(run.model, x0, run.schedule, generator)  # || eps - eps_hat(x_t, t) ||^2
+        x0 = sample_mixture(mixture, batch_size, rng)
+        loss = diffusion.diffusion_loss(run.model, x0, run.schedule, rng)  # || eps - eps_hat(x_t, t) ||^2
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

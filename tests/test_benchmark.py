@@ -121,13 +121,13 @@ def test_table_orders_models_puts_the_floor_last_and_shows_other_figures():
     report = {
         "profile": "full",
         "date_utc": "now",
-        "machine": {"cpu": "Test CPU", "logical_cores": 2, "torch": "2.x", "torch_threads": 2},
+        "machine": {"cpu": "Test CPU", "logical_cores": 2, "python": "3.12.1", "torch": "2.x", "torch_threads": 2},
         "notebooks": [],
         "total_wall_s": 0.0,
         "quality": benchmark.order_quality(quality),
     }
     table = benchmark.markdown_report(report)
-    assert "Machine: Test CPU, 2 logical cores; Python None, torch 2.x (2 threads)" in table
+    assert "Machine: Test CPU, 2 logical cores; Python 3.12.1, torch 2.x (2 threads)" in table
     assert "| charmodel | texts | 9.0 | - | - | - | - | bits_per_char 2.125 |" in table
     assert "| real held-out images (floor) | mnist | - | - | 0.990 | - | 0.50 | held-out floor |" in table
     assert "MNIST was not available" not in table

@@ -1,28 +1,34 @@
+"""The course's critic (notebook 00's classifier that grades every artist): training, caching, judging."""
+
 import dataclasses
-import json
 import math
+import os
 
 import pytest
 import torch
 
-from course_utils import critic, results
+from course_utils import critic
 from course_utils.data import load_dataset
 from course_utils.models import Classifier
+
+_ENV_AT_IMPORT = {name: os.environ.get(name) for name in ("COURSE_PROFILE", "COURSE_CHECKPOINT_DIR")}
 
 
 @pytest.fixture(scope="module")
 def digits_critic(tmp_path_factory):
-    import os
-
     folder = tmp_path_factory.mktemp("critic")
-    previous = os.environ.get("COURSE_CHECKPOINT_DIR")
-    os.environ["COURSE_PROFILE"] = "fast"
-    os.environ["COURSE_CHECKPOINT_DIR"] = str(folder)
-    data = load_dataset("digits", verbose=False)
-    model = critic.get_critic(data, verbose=False)
-    if previous is not None:
-        os.environ["COURSE_CHECKPOINT_DIR"] = previous
+    # A module-scoped fixture cannot use the per-test monkeypatch: its own one, undone as soon as the critic is made.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COURSE_PROFILE", "fast")
+        patch.setenv("COURSE_CHECKPOINT_DIR", str(folder))
+        data = load_dataset("digits", verbose=False)
+        model = critic.get_critic(data, verbose=False)
     return model, data, folder
+
+
+def test_the_critic_fixture_leaves_the_environment_as_it_found_it(digits_critic, monkeypatch):
+    monkeypatch.undo()  # the environment outside this test: tests/conftest.py's per-test folders undone
+    assert {name: os.environ.get(name) for name in _ENV_AT_IMPORT} == _ENV_AT_IMPORT
 
 
 def test_classifier_shapes_at_both_sizes():
@@ -64,27 +70,6 @@ def test_judge_refuses_wrong_ranges_and_sizes(digits_critic):
         critic.judge(model, torch.full((2, 1, 8, 8), -1.0))
     with pytest.raises(ValueError, match="trained on images of shape"):
         critic.judge(model, torch.rand(2, 1, 28, 28))
-
-
-def test_results_are_recorded_as_json(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_RESULTS_DIR", str(tmp_path))
-    path = results.record("vae", {"fid": torch.tensor(3.5), "n": 2, "bad": float("nan"), "data": "digits"})
-    saved = json.loads(path.read_text())
-    assert saved == {"kind": "vae", "profile": "fast", "fid": 3.5, "n": 2, "bad": None, "data": "digits"}
-    assert results.load_all() == {"vae": saved}
-    with pytest.raises(TypeError, match="number, string or list"):
-        results.record("vae", {"model": object()})
-
-
-def test_a_record_counts_only_for_its_data_set_and_profile(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_RESULTS_DIR", str(tmp_path))
-    monkeypatch.setenv("COURSE_PROFILE", "fast")
-    results.record("vae", {"dataset": "digits 8x8", "fid": 3.5})
-    assert results.recorded("vae", "digits 8x8")["fid"] == 3.5
-    assert results.recorded("vae", "mnist 28x28") == {}  # other data
-    assert results.recorded("gan", "digits 8x8") == {}  # nothing recorded
-    monkeypatch.setenv("COURSE_PROFILE", "full")
-    assert results.recorded("vae", "digits 8x8") == {}  # another profile
 
 
 def test_an_outdated_critic_checkpoint_is_replaced(tmp_path, monkeypatch, capsys):

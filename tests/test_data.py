@@ -1,33 +1,14 @@
 import functools
-import gzip
 import hashlib
 import http.server
-import struct
 import threading
 
 import numpy as np
 import pytest
 import torch
+from helpers import make_test_split_folder, make_tiny_mnist, write_idx
 
 from course_utils import data
-
-
-def write_idx(path, array, compress=False):
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    payload = header + array.astype(np.uint8).tobytes()
-    opener = gzip.open if compress else open
-    with opener(path, "wb") as handle:
-        handle.write(payload)
-
-
-def make_tiny_mnist(root, n_train=12, n_test=6, folder="MNIST"):
-    raw = root / folder / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, size=(n, 28, 28)))
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
-    return raw
 
 
 @pytest.fixture
@@ -111,14 +92,6 @@ def test_unknown_name_and_split_are_rejected():
         data.load_dataset("cifar")
     with pytest.raises(ValueError, match="split"):
         data.load_dataset("digits", "validation")
-
-
-def make_test_split_folder(folder, n=10):
-    folder.mkdir()
-    images = np.arange(n * 28 * 28).reshape(n, 28, 28) % 256
-    write_idx(folder / "t10k-images-idx3-ubyte.gz", images, compress=True)
-    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.arange(n) % 10, compress=True)
-    return folder
 
 
 def test_test_split_is_its_own_data_set_cut_into_disjoint_train_and_test(tmp_path, monkeypatch):

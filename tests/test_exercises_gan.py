@@ -1,4 +1,4 @@
-"""The checks of notebooks 03 and 04: pass on the reference, teach on plausible mistakes, wait on a stub."""
+"""Notebooks 03 and 04's checks: pass on the reference, teach on plausible mistakes (stubs: test_exercise_checks.py)."""
 
 from __future__ import annotations
 
@@ -12,26 +12,6 @@ from torch import nn
 from course_utils import losses
 from course_utils.exercises import ExerciseError
 from course_utils.exercises import gan as ex
-
-
-def _stub(*args):
-    raise NotImplementedError()
-
-
-@pytest.mark.parametrize(
-    "check",
-    [
-        ex.check_build_generator,
-        ex.check_discriminator_probability,
-        ex.check_discriminator_loss,
-        ex.check_discriminator_step,
-        ex.check_generator_step,
-        ex.check_gradient_penalty,
-    ],
-)
-def test_stubs_are_not_implemented(check, capsys):
-    assert not check(_stub)
-    assert "not implemented yet" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

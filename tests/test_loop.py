@@ -57,11 +57,17 @@ def test_fit_checkpoints_every_epoch_and_resumes(tmp_path, capsys):
     weights_after_two = model.weight.detach().clone()
 
     # A new process would rebuild the objects: resuming continues from epoch 2 with the saved weights.
-    model2, optimizer2, step2, loader2 = regression_problem(seed=1)
+    model2, optimizer2, step2, loader2 = regression_problem()
+    with torch.no_grad():
+        model2.weight.zero_()  # other starting weights: the checkpoint's must replace them
     history = fit(step2, loader2, epochs=3, checkpoint=path, modules={"model": model2, "optimizer": optimizer2})
     assert "Resuming" in capsys.readouterr().out
     assert len(history.epochs["loss"]) == 3 and len(history.steps["loss"]) == 12
     assert not torch.equal(model2.weight, weights_after_two)  # it trained one more epoch from there
+    # ... and ends where three epochs in one go end: the saved weights, optimizer and shuffling carried over.
+    straight, straight_optimizer, straight_step, straight_loader = regression_problem()
+    fit(straight_step, straight_loader, epochs=3, modules={"model": straight, "optimizer": straight_optimizer})
+    torch.testing.assert_close(model2.weight, straight.weight, rtol=0, atol=0)
 
     history = fit(step2, loader2, epochs=3, checkpoint=path, modules={"model": model2, "optimizer": optimizer2})
     assert "nothing to do" in capsys.readouterr().out and history.n_epochs == 3

@@ -63,7 +63,7 @@ def test_naive_discriminator_loss_overflows_on_a_confident_discriminator():
     torch.testing.assert_close(fake_logits.grad[0], torch.tensor(0.5))
 
 
-def test_naive_generator_loss_gives_inf_and_nan_when_the_critic_is_sure():
+def test_naive_generator_loss_gives_inf_and_nan_when_the_discriminator_is_sure():
     fake_logits = torch.tensor([-120.0, -2.0], requires_grad=True)  # sigmoid(-120) = 0.0 in float32
     naive = losses.generator_loss_naive(torch.sigmoid(fake_logits))
     assert torch.isinf(naive)

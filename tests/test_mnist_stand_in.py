@@ -5,8 +5,9 @@ import numpy as np
 
 from course_utils import data
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.test_data import make_test_split_folder  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for tools/
+from helpers import make_test_split_folder  # noqa: E402
+
 from tools.mnist_stand_in import build_stand_in  # noqa: E402
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import data_world
 from nbformat.v4 import new_code_cell
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,6 +81,7 @@ def run_env(tmp_path_factory) -> dict[str, str]:
     if trained and Path(trained).is_dir():  # a copy: a run here never changes the other tests' files
         shutil.copytree(trained, checkpoints, dirs_exist_ok=True)
     return {
+        **data_world(),  # the digits, whatever lies in data/, unless the caller named a data set
         "COURSE_PROFILE": "fast",
         "COURSE_CHECKPOINT_DIR": str(checkpoints),
         "COURSE_RESULTS_DIR": str(tmp_path_factory.mktemp("results")),

@@ -30,16 +30,13 @@ def test_autoencoder_step_lowers_the_loss_on_one_batch():
     model = Autoencoder((1, 8, 8), latent_dim=4, hidden_dim=16)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     images = torch.rand(16, 1, 8, 8)
+    with torch.no_grad():  # the loss the step reports: the model's, on this batch, before it learns from it
+        expected = losses.reconstruction_loss(model(images), images).mean().item()
     first = recipe.autoencoder_step(model, optimizer, images)["loss"]
+    assert first == pytest.approx(expected, rel=1e-6)
     for _ in range(30):
         last = recipe.autoencoder_step(model, optimizer, images)["loss"]
     assert last < first
-    torch.testing.assert_close(
-        torch.tensor(first),
-        losses.reconstruction_loss(Autoencoder((1, 8, 8), 4, 16)(images), images).mean(),
-        rtol=0.2,
-        atol=0,
-    )
 
 
 def test_vae_step_reports_its_parts():
@@ -127,7 +124,9 @@ def test_a_conditional_vae_learns_to_draw_the_digit_it_is_asked_for(digits, tmp_
     settings = recipe.VAEConfig(kind="cvae", latent_dim=4, width=64, lr=3e-3, images=12_000)
     path = tmp_path / "cvae.pt"
     model, history = recipe.train_vae(digits, settings, checkpoint=path)
-    assert isinstance(model, ConditionalVAE) and history.n_epochs == 47
+    assert isinstance(model, ConditionalVAE)
+    # A budget in pictures: whole passes over the training set that show it 12,000 pictures, give or take half a pass.
+    assert abs(history.n_epochs * len(digits) - 12_000) <= len(digits) / 2
     assert history.epochs["loss"][-1] < 0.8 * history.epochs["loss"][0]
     parts = recipe.evaluate_vae(model, digits)
     assert parts["loss"] == pytest.approx(parts["reconstruction"] + parts["kl"])

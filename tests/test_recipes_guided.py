@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from test_recipes_diffusion import _blobs  # two classes of tiny squares, shared with its tests
+from helpers import blobs  # two classes of tiny squares, shared with the diffusion recipe's tests
 
 from course_utils import checkpoints, guidance
 from course_utils.data import ImageData, to_signed
@@ -26,8 +26,8 @@ TINY = GuidedDiffusionConfig(
 
 
 def test_settings_are_checked_and_the_preset_is_notebook_05s_model_told_the_digit():
-    preset = guided_preset(_blobs())
-    unconditional = diffusion_recipe.diffusion_preset(_blobs())
+    preset = guided_preset(blobs())
+    unconditional = diffusion_recipe.diffusion_preset(blobs())
     assert preset.num_classes == 10 and preset.label_dropout == 0.1
     assert (preset.channels, preset.timesteps, preset.lr) == (
         unconditional.channels,
@@ -51,7 +51,7 @@ def test_the_model_is_a_conditional_unet_with_a_no_label_token():
 
 def test_a_labelled_denoiser_step_lowers_the_loss_and_hides_labels_with_the_generator():
     torch.manual_seed(0)
-    data = _blobs()
+    data = blobs()
     model = make_guided_diffusion((1, 8, 8), TINY)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     ema = diffusion_recipe.EMA(model)
@@ -73,7 +73,7 @@ def test_a_labelled_denoiser_step_lowers_the_loss_and_hides_labels_with_the_gene
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    data = _blobs(128)
+    data = blobs(128)
     path = tmp_path_factory.mktemp("guided") / "guided.pt"
     settings = replace(TINY, epochs=40, lr=3e-3, timesteps=100, sample_steps=10)
     torch.set_num_threads(1)
@@ -132,7 +132,7 @@ def make_unconditional():
 
 
 def test_load_diffusion_finds_notebook_05s_model_or_says_none(tmp_path):
-    data = _blobs()
+    data = blobs()
     settings = diffusion_recipe.DiffusionConfig(channels=(8, 16), timesteps=20, sample_steps=4, bf16=False, epochs=1)
     path = checkpoints.checkpoint_path("diffusion", data)
     assert diffusion_recipe.load_diffusion(data, settings) is None

@@ -42,7 +42,7 @@ def _train_latent_diffusion(data, settings, **kwargs):
 # family: (data, recipe, settings for 3 epochs of 3 batches)
 FAMILIES = {
     "autoencoder": (_digits, autoencoder.train_autoencoder, autoencoder.AutoencoderConfig(latent_dim=3, width=8)),
-    "denoiser": (
+    "denoising_autoencoder": (
         _digits,
         autoencoder.train_autoencoder,
         autoencoder.AutoencoderConfig(kind="conv", latent_dim=3, width=4, noise_std=0.2, mask_size=2),

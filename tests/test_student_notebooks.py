@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import data_world
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,6 +83,7 @@ def run_env(tmp_path_factory) -> dict[str, str]:
     # its checkpoints: the student notebooks then resume the trained models instead of training them again.
     checkpoints = os.environ.get("NOTEBOOK_TEST_CHECKPOINTS") or str(tmp_path_factory.mktemp("checkpoints"))
     return {
+        **data_world(),  # the digits, whatever lies in data/, unless the caller named a data set
         "COURSE_PROFILE": "fast",
         "COURSE_CHECKPOINT_DIR": checkpoints,
         "COURSE_RESULTS_DIR": str(tmp_path_factory.mktemp("results")),

@@ -90,7 +90,7 @@ def discriminator_probability_reference(discriminator: nn.Module, images01: torc
     return torch.sigmoid(logits)
 
 
-class _ProbeCritic(nn.Module):
+class _ProbeDiscriminator(nn.Module):
     """A stand-in discriminator that remembers the range of what it was shown and returns known logits."""
 
     def __init__(self, logits: torch.Tensor, image_shape: tuple[int, int, int]) -> None:
@@ -110,7 +110,7 @@ def check_discriminator_probability(student_fn: Callable) -> CheckResult:
     def test() -> None:
         logits = torch.tensor([-3.0, 0.0, 2.0, 5.0, -0.5])
         images = torch.rand(5, 1, 8, 8)
-        probe = _ProbeCritic(logits, (1, 8, 8))
+        probe = _ProbeDiscriminator(logits, (1, 8, 8))
         with torch.no_grad():
             got = student_fn(probe, images)
         expect_true(

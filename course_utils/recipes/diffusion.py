@@ -160,14 +160,14 @@ def train_diffusion(
     better than the last weights. With ``checkpoint`` (e.g. ``checkpoints.checkpoint_path('diffusion', data)``)
     the run and its settings are saved, and the next call resumes it, or simply loads it when it is finished.
     """
-    noise = config.seed_everything(settings.seed)
+    rng = config.seed_everything(settings.seed)
     model = make_diffusion(data.image_shape, settings).to(config.device())
 
     def clean_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, None]:
         return to_signed(batch[0]), None  # the labels are not used: diffusion learns P(x)
 
     loader = data.loader(settings.batch_size, seed=settings.seed)
-    return train_denoiser(model, settings, loader, clean_batch, noise, checkpoint=checkpoint, desc=desc or "diffusion")
+    return train_denoiser(model, settings, loader, clean_batch, rng, checkpoint=checkpoint, desc=desc or "diffusion")
 
 
 def train_denoiser(
@@ -175,7 +175,7 @@ def train_denoiser(
     settings: DiffusionConfig,
     loader: Iterable,
     clean_batch: Callable[[Any], tuple[torch.Tensor, torch.Tensor | None]],
-    noise: torch.Generator,
+    rng: torch.Generator,
     label_dropout: float = 0.0,
     *,
     checkpoint: str | Path | None = None,
@@ -185,7 +185,7 @@ def train_denoiser(
     a weight average (:class:`EMA`), all inside :func:`fit`. Returns ``(ema_model, history)``.
 
     ``clean_batch(batch)`` turns a batch of the ``loader`` into ``(x0, labels)``: the clean data in the model's
-    space and the classes (None for an unconditional model). ``noise`` is the seeded generator that draws the
+    space and the classes (None for an unconditional model). ``rng`` is the seeded generator that draws the
     timesteps, the noise and the hidden labels (a share ``label_dropout`` of them); the checkpoint keeps it, so a
     resumed run is exact.
     """
@@ -197,9 +197,10 @@ def train_denoiser(
         x0, labels = clean_batch(batch)
         _warmup(optimizer, settings.lr, settings.warmup_steps)
         labels = None if labels is None else labels.to(device)
-        return denoiser_step(model, optimizer, x0.to(device), ema, noise, labels, label_dropout)
+        return denoiser_step(model, optimizer, x0.to(device), ema, rng, labels, label_dropout)
 
-    modules = {"model": model, "ema": ema, "optimizer": optimizer, "noise": noise}
+    # "noise": the generator of the noise, under the name older checkpoints saved it with (they resume exactly).
+    modules = {"model": model, "ema": ema, "optimizer": optimizer, "noise": rng}
     history = fit(step, loader, settings=settings, desc=desc, checkpoint=checkpoint, modules=modules)
     return ema.model.eval(), history
 
@@ -245,7 +246,7 @@ def sample_diffusion(
         raise TypeError(f"sample_diffusion needs a DiffusionModel (from train_diffusion), got {type(model).__name__}")
     if n <= 0:
         raise ValueError(f"n must be positive, got {n}")
-    generator = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
     with evaluating(model):
-        images, _ = model.sample(n, generator, steps, eta=eta, batch_size=batch_size)
+        images, _ = model.sample(n, rng, steps, eta=eta, batch_size=batch_size)
     return to_unit(images).cpu()

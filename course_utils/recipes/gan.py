@@ -27,8 +27,8 @@ class GANConfig(TrainingConfig):
     The optimizer settings are explained in :func:`make_gan_optimizers`; ``real_label=0.9`` turns on
     one-sided label smoothing. The defaults were measured on a laptop-class CPU with 28x28 MNIST: small
     batches (more rounds of the game per second of CPU) and a generator learning faster than the small
-    discriminator (1e-3 vs 2e-4) gave recognisable digits in about 2,000 rounds, where the DCGAN paper's
-    2e-4 for both needed far more. ``n_snapshot``: how many fixed-noise pictures to keep after each epoch.
+    discriminator (1e-3 vs 2e-4) gave recognisable digits in far fewer rounds than the DCGAN paper's
+    2e-4 for both. ``n_snapshot``: how many fixed-noise pictures to keep after each epoch.
     """
 
     kind: str = "dcgan"
@@ -158,12 +158,12 @@ def train_gan(
     loads it when it is finished. ``n_snapshot`` may change between calls: only the new snapshots have the new count.
     ``on_epoch_end(epoch, history)`` runs after each epoch's snapshot (e.g. a live plot).
     """
-    seed_generator = config.seed_everything(settings.seed)
+    rng = config.seed_everything(settings.seed)
     device = config.device()
     model = make_gan(settings.kind, data.image_shape, settings.latent_dim, settings.channels).to(device)
     optimizer_g, optimizer_d = make_gan_optimizers(model, settings.lr_g, settings.lr_d, settings.betas)
     # One fixed set of noise vectors, drawn from its own generator so it never shifts the training noise.
-    fixed_noise = torch.randn(settings.n_snapshot, settings.latent_dim, generator=seed_generator).to(device)
+    fixed_noise = torch.randn(settings.n_snapshot, settings.latent_dim, generator=rng).to(device)
 
     kept: list[tuple[int, torch.Tensor]] = snapshots if snapshots is not None else []
 

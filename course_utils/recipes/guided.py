@@ -91,7 +91,7 @@ def train_guided_diffusion(
     loads it when it is finished.
     """
     check_labels(data.labels, settings.num_classes)
-    noise = config.seed_everything(settings.seed)
+    rng = config.seed_everything(settings.seed)
     model = make_guided_diffusion(data.image_shape, settings).to(config.device())
 
     def clean_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,7 +100,7 @@ def train_guided_diffusion(
     loader = data.loader(settings.batch_size, seed=settings.seed)
     desc = desc or "guided diffusion"
     return train_denoiser(
-        model, settings, loader, clean_batch, noise, settings.label_dropout, checkpoint=checkpoint, desc=desc
+        model, settings, loader, clean_batch, rng, settings.label_dropout, checkpoint=checkpoint, desc=desc
     )
 
 
@@ -155,7 +155,7 @@ def sample_guided(
             f"labels must lie in 0 .. {model.null_label} ({model.null_label} means 'any digit'), "
             f"got {int(labels.min())} .. {int(labels.max())}"
         )
-    generator = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
     with evaluating(model):
-        images = model.sample_classes(labels, w, generator, steps, eta, interval, batch_size)
+        images = model.sample_classes(labels, w, rng, steps, eta, interval, batch_size)
     return to_unit(images).cpu()

@@ -66,15 +66,14 @@ class LatentDiffusionConfig(GuidedDiffusionConfig):
 
 
 def latent_vae_preset(data: ImageData) -> LatentVAEConfig:
-    """The capstone's VAE: 28x28 -> 2 x 7 x 7 latents with 16 channels, trained on up to 192,000 pictures (four passes
-    over 48,000), or 8x8 -> 2 x 4 x 4 with 32 channels, trained on 240,000 (35 to 60 s); 1,000 in the fast profile;
-    at most 140 s, so that with the denoiser's 90 s both stages train in under 4 minutes on a slow machine too.
+    """The capstone's VAE: 28x28 -> 2 x 7 x 7 latents with 16 channels, trained on up to 192,000 pictures, or
+    8x8 -> 2 x 4 x 4 with 32 channels, trained on 240,000; 1,000 in the fast profile; at most 140 s, so that with the
+    denoiser's 90 s both stages train in under 4 minutes on a slow machine too.
 
-    Measured with 60,000 MNIST-sized pictures (a stand-in built from MNIST's test split), 140 s on a 2-core CPU:
-    4 latents per place with 32 channels (48,000 pictures) left random latents at FID 198; 4 with 16 channels (more
-    pictures in the same time) at 101 to 119, but the denoiser then drew worse digits (FID 28 to 35, 87 to 90% of the
-    digits asked for); 2 with 16 channels scored 124 alone and 20 (97%) with the denoiser. The small digits get more
-    pictures because each costs so little: with 48,000 the whole pipeline scored FID 45 (77%), with 240,000 about 9."""
+    Chosen by measurement with 60,000 MNIST-sized pictures, in the same 140 s: fewer channels (so more pictures) and
+    2 latents per place rather than 4 drew better digits through the whole pipeline, even where a bigger grid alone
+    scored better. The small digits get more pictures because each costs so little. README's tables give the
+    measured figures and their run."""
     channels, downsamples, images = (32, 1, 240_000) if is_small(data.image_shape) else (16, 2, 192_000)
     return LatentVAEConfig(
         latent_channels=2,
@@ -89,9 +88,8 @@ def latent_diffusion_preset(data: ImageData) -> LatentDiffusionConfig:
     """The capstone's denoiser: a one-level U-Net on the latent grid, trained on 300,000 latents (1,024 in the fast
     profile), at most 90 s; sampled with 10 DDIM steps at guidance scale 1.5 for 28x28 pictures, 2 for 8x8 ones.
 
-    With 60,000 MNIST-sized pictures, 300,000 latents took about 78 s, the encoding included, and gave FID 20 with 97%
-    of the digits asked for at ``w = 1.5`` (30 and 99.4% at ``w = 2``; 48 at ``w = 2.5``); 128,000 latents had given
-    far worse digits. On the 8x8 digits ``w = 1.5`` read 94% as asked and ``w = 2`` 98%, both at FID 8.5."""
+    Chosen by measurement: fewer latents drew far worse digits, and at 28x28 a larger ``w`` bought little agreement
+    with the digit asked for at a fast loss of variety. README's tables give the measured figures and their run."""
     return LatentDiffusionConfig(
         channels=config.by_profile(full=(32,), fast=(16,)),
         timesteps=config.by_profile(full=1000, fast=100),
@@ -182,7 +180,7 @@ def train_latent_diffusion(
     """Train the denoiser in ``vae``'s latent space on ``data``'s pictures and labels; return ``(ema_model, history)``.
 
     The pictures are encoded once (:func:`encode_latents`); each step draws fresh latents from their clouds, as
-    Stable Diffusion does, with the seeded ``noise`` generator the checkpoint keeps, and hides a share
+    Stable Diffusion does, with the seeded generator the checkpoint keeps, and hides a share
     ``settings.label_dropout`` of the labels (:func:`~course_utils.recipes.diffusion.train_denoiser`). With
     ``checkpoint`` the run and its settings are saved, and the next call resumes it, or simply loads it when it is
     finished.
@@ -193,24 +191,24 @@ def train_latent_diffusion(
     settings = replace(settings, vae=vae_fingerprint(vae))  # compared on load: a denoiser of another VAE never loads
     if checkpoint is not None and Path(checkpoint).exists():
         _say_if_made_for_another_vae(Path(checkpoint), vae, settings.vae)
-    noise = config.seed_everything(settings.seed)
+    rng = config.seed_everything(settings.seed)
     model = make_latent_diffusion(vae.latent_shape, settings).to(config.device())
     clouds: list[torch.Tensor] = []  # (mu, logvar) of every picture, encoded at the first step that needs them
 
     def clean_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         # Encoding waits for the first step: loading a finished checkpoint then encodes nothing (60,000 pictures
-        # took 18 s and 250 MB). The loader shuffles picture numbers, so the batches are the same either way.
+        # take many seconds and hundreds of MB). The loader shuffles picture numbers, so the batches are the same.
         if not clouds:
             clouds.extend(encode_latents(vae, data.images))
         index, labels = batch
         batch_mu, batch_logvar = clouds[0][index], clouds[1][index]
-        eps = torch.randn(batch_mu.shape, generator=noise)  # one draw from each cloud (on the CPU: seeded anywhere)
+        eps = torch.randn(batch_mu.shape, generator=rng)  # one draw from each cloud (on the CPU: seeded anywhere)
         return batch_mu + (0.5 * batch_logvar).exp() * eps, labels
 
     loader = make_loader(torch.arange(len(data)), data.labels, batch_size=settings.batch_size, seed=settings.seed)
     desc = desc or "latent denoiser"
     return train_denoiser(
-        model, settings, loader, clean_batch, noise, settings.label_dropout, checkpoint=checkpoint, desc=desc
+        model, settings, loader, clean_batch, rng, settings.label_dropout, checkpoint=checkpoint, desc=desc
     )
 
 
@@ -275,8 +273,8 @@ def sample_latent(
             f"the denoiser makes latents of shape {tuple(denoiser.image_shape)}, but this VAE decodes "
             f"{tuple(vae.latent_shape)}: they were not trained together"
         )
-    generator = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
     with evaluating(denoiser), evaluating(vae):
-        latents = denoiser.sample_classes(labels, w=w, generator=generator, steps=steps, batch_size=batch_size)
+        latents = denoiser.sample_classes(labels, w=w, generator=rng, steps=steps, batch_size=batch_size)
         images = torch.cat([vae.from_latent(z).cpu() for z in latents.split(batch_size)])
     return (images, latents.cpu()) if return_latents else images

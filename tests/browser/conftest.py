@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import data_world
 from hub_driver import HUB_REPORT, PROXY_INSTALL_HINT, missing_proxy
 from jupyterlab_driver import (
     INSTALL_HINT,
@@ -96,7 +97,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def lab(browser_available: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     """JupyterLab serving the project root (so notebooks open at ``/lab/tree/notebooks/<name>.ipynb``)."""
     work_dir = tmp_path_factory.mktemp("jupyterlab")
-    with lab_server(PROJECT_ROOT, work_dir) as server:
+    # The digits, whatever lies in data/, unless the caller named a data set (the nbval runs pin the same).
+    with lab_server(PROJECT_ROOT, work_dir, env=data_world()) as server:
         yield server
         _cpu_seconds.append(tree_cpu_seconds())  # before the kill: server, kernels (also the stopped ones), Chromium
     # The context manager has killed the server's process group; make sure nothing outlived it.
