@@ -41,28 +41,27 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
-@pytest.fixture(scope="session")
-def browser_available() -> None:
-    """Skip (locally) or fail (in CI) when Chromium or Playwright is missing."""
-    reason = missing_browser()
+def _require(reason: str | None, suite: str, hint: str, skipped: list[str]) -> None:
+    """Nothing when ``reason`` is None; else fail in CI (it must never pass without having looked) or skip locally,
+    recording the reason for the one summary line."""
     if reason is None:
         return
     if in_ci():
-        pytest.fail(f"CI=true and {reason}: the browser suite must run in CI; {INSTALL_HINT}", pytrace=False)
-    _skip_reason[:] = [reason]
-    pytest.skip(f"{reason}; {INSTALL_HINT}")
+        pytest.fail(f"CI=true and {reason}: {suite} must run in CI; {hint}", pytrace=False)
+    skipped[:] = [reason]
+    pytest.skip(f"{reason}; {hint}")
+
+
+@pytest.fixture(scope="session")
+def browser_available() -> None:
+    """Skip (locally) or fail (in CI) when Chromium or Playwright is missing."""
+    _require(missing_browser(), "the browser suite", INSTALL_HINT, _skip_reason)
 
 
 @pytest.fixture(scope="session")
 def hub_available(browser_available: None) -> None:
     """Skip (locally) or fail (in CI) when configurable-http-proxy, JupyterHub or nbgitpuller is missing."""
-    reason = missing_proxy()
-    if reason is None:
-        return
-    if in_ci():
-        pytest.fail(f"CI=true and {reason}: the hub test must run in CI; {PROXY_INSTALL_HINT}", pytrace=False)
-    _hub_skip_reason[:] = [reason]
-    pytest.skip(f"{reason}; {PROXY_INSTALL_HINT}")
+    _require(missing_proxy(), "the hub test", PROXY_INSTALL_HINT, _hub_skip_reason)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
