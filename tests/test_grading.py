@@ -49,6 +49,18 @@ WRONG_ANSWERS = {
 HIDDEN_TEST_CATCHES = ("sample_gaussian", "return mean + std * torch.randn(n, mean.shape[0])")
 
 
+def _hidden_lines(nb: nbformat.NotebookNode) -> set[str]:
+    """The non-blank lines between the hidden-test markers of a solution notebook."""
+    lines, inside = set(), False
+    for cell in nb.cells:
+        for line in cell.source.splitlines():
+            if line.strip() in (ms.BEGIN_HIDDEN, ms.END_HIDDEN):
+                inside = line.strip() == ms.BEGIN_HIDDEN
+            elif inside and line.strip():
+                lines.add(line.strip())
+    return lines
+
+
 def _nb(*cells: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return new_notebook(cells=list(cells))
 
@@ -214,6 +226,9 @@ def test_nbgrader_grades_three_students_exactly(path, tmp_path):
     student, _ = ms.make_student_notebook(nbformat.read(path, as_version=4), path.name)
     released = nbformat.read(release, as_version=4)
     assert [c.source for c in released.cells] == [c.source for c in student.cells]
+    # Hidden tests stay hidden: none of their lines reaches the student (they run again when grading, below).
+    hidden = _hidden_lines(nbformat.read(path, as_version=4))
+    assert not hidden & {line.strip() for c in released.cells for line in c.source.splitlines()}
 
     students = {
         "solutions": _submission(release, source, solve=True, wrong=None),
@@ -221,6 +236,7 @@ def test_nbgrader_grades_three_students_exactly(path, tmp_path):
         "one-wrong": _submission(release, source, solve=True, wrong=WRONG_ANSWERS[number]),
     }
     if number == "00":
+        assert len(hidden) >= 3, "notebook 00's check cell holds the hidden test this test relies on"
         students["hidden-test"] = _submission(release, source, solve=True, wrong=HIDDEN_TEST_CATCHES)
     for name, nb in students.items():
         folder = course / "submitted" / name / assignment
