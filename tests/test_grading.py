@@ -56,7 +56,7 @@ def _hidden_lines(nb: nbformat.NotebookNode) -> set[str]:
         for line in cell.source.splitlines():
             if line.strip() in (ms.BEGIN_HIDDEN, ms.END_HIDDEN):
                 inside = line.strip() == ms.BEGIN_HIDDEN
-            elif inside and line.strip():
+            elif inside and len(line.strip()) > 3:  # not a lone bracket, which any cell may hold
                 lines.add(line.strip())
     return lines
 
