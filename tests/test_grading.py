@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
 
 from tools import grading  # noqa: E402
 from tools import make_student as ms  # noqa: E402
-from tools.nbrun import NOTEBOOK_DIR, list_notebooks  # noqa: E402
+from tools.nbrun import NOTEBOOK_DIR, list_notebooks, notebook_number  # noqa: E402
 
 NOTEBOOKS = list_notebooks(NOTEBOOK_DIR)
 STUB = "# YOUR CODE HERE\n{indent}raise NotImplementedError()"
@@ -202,7 +202,7 @@ def _cell_scores(gradebook_url: str, assignment: str, notebook: str, student: st
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_nbgrader_grades_three_students_exactly(path, tmp_path):
-    number = path.name[:2]
+    number = notebook_number(path)  # "05", or "05b" for the notebook placed after 05
     course = tmp_path / "course"
     env = _grading_env(tmp_path)
     [assignment] = grading.write_course(course, NOTEBOOK_DIR, number)
