@@ -91,25 +91,25 @@ def flow_loss(
 
 
 def mixture_velocity(
-    x: torch.Tensor, t: float, centres: torch.Tensor, weights: torch.Tensor, std: float
+    x: torch.Tensor, t: torch.Tensor | float, centres: torch.Tensor, weights: torch.Tensor, std: float
 ) -> torch.Tensor:
     """The exact marginal velocity ``E[eps - x_0 | x_t = x]`` for data from a mixture of round Gaussians.
 
     Component ``k`` (centre ``m_k``, standard deviation ``s``) makes ``x_t`` Gaussian with mean ``(1 - t) m_k`` and
     variance ``V_t = (1 - t)^2 s^2 + t^2``, and its own field is linear: ``v_k(x) = -m_k + (t - (1 - t) s^2) / V_t
     (x - (1 - t) m_k)``. The mixture's field weighs the ``v_k`` by how likely each component made ``x``. ``x`` is
-    ``N x D``, ``centres`` ``K x D``, ``weights`` ``K``.
+    ``N x D``, ``t`` a number or one time per point, ``centres`` ``K x D``, ``weights`` ``K``.
     """
+    t = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(-1, 1, 1)  # 1 or N, x 1 x 1
+    centres = centres.to(x)[None]  # 1 x K x D
     variance = (1 - t) ** 2 * std**2 + t**2
-    means = (1 - t) * centres.to(x)  # K x D
-    offsets = x[:, None, :] - means[None]  # N x K x D
-    log_w = weights.to(x).log() - offsets.pow(2).sum(-1) / (2 * variance)  # N x K, up to a shared constant
-    posterior = log_w.softmax(dim=1)
-    fields = -centres.to(x)[None] + (t - (1 - t) * std**2) / variance * offsets  # N x K x D
-    return (posterior[..., None] * fields).sum(1)
+    offsets = x[:, None, :] - (1 - t) * centres  # N x K x D
+    log_w = weights.to(x).log() - (offsets.pow(2) / (2 * variance)).sum(-1)  # N x K, up to a shared constant
+    fields = -centres + (t - (1 - t) * std**2) / variance * offsets  # N x K x D
+    return (log_w.softmax(dim=1)[..., None] * fields).sum(1)
 
 
-def gaussian_velocity(x: torch.Tensor, t: float, mean: torch.Tensor, std: float) -> torch.Tensor:
+def gaussian_velocity(x: torch.Tensor, t: torch.Tensor | float, mean: torch.Tensor, std: float) -> torch.Tensor:
     """The exact marginal velocity for Gaussian data ``N(mean, std^2 I)``: linear in ``x`` (see
     :func:`mixture_velocity`, of which it is the one-component case)."""
     return mixture_velocity(x, t, mean.reshape(1, -1), torch.ones(1), std)
