@@ -40,6 +40,7 @@ WRONG_ANSWERS = {
     "03": ("discriminator_probability", "return torch.sigmoid(discriminator(images01))"),  # gan: forgot to_signed
     "04": ("discriminator_loss", "return losses.discriminator_loss(fake_logits, real_logits)"),  # gan: "swapped"
     "05": ("q_sample", "return schedule.alpha_bar[t].view(-1, 1, 1, 1) * (x0 - noise) + noise"),  # "square roots"
+    "05b": ("velocity_target", "return x0 - eps"),  # test_exercises_flow: "sign is flipped"
     "06": ("guided_eps", "return eps_uncond + w * (eps_uncond - eps_cond)"),  # guidance: "wrong way"
     "07": ("unit_variance_scale", "return 1.0 / latents.var().item()"),  # latent: "variance"
     "08": ("frechet_distance_diagonal", "return ((mu1 - mu2) ** 2).sum() + ((var1 - var2) ** 2).sum()"),  # "STD"
