@@ -154,11 +154,15 @@ def test_flow_is_diffusion_with_the_schedule_one_minus_t_and_t():
 def test_a_flow_model_feeds_the_unet_continuous_times_on_its_diffusion_scale():
     torch.manual_seed(0)
     net = UNet((1, 8, 8), channels=(8, 16))
+    with torch.no_grad():  # the output layer starts at zero: give every weight something, so that outputs differ
+        for weight in net.parameters():
+            weight.add_(0.1 * torch.randn_like(weight))
     model = flow.FlowModel(net, sample_steps=3, solver="euler")
     x = torch.randn(2, 1, 8, 8)
     t = torch.tensor([0.3, 0.3])
     with torch.no_grad():
         torch.testing.assert_close(model(x, t), net(x, t * 1000))
+        assert not torch.allclose(model(x, t), net(x, t), atol=1e-3)  # t in [0, 1] is not fed as a timestep as is
         # a float time is not rounded to a step: t = 0.3 and 0.301 embed differently (the output layer starts at zero)
         assert not torch.allclose(net.time_embedding(t * 1000), net.time_embedding((t + 0.001) * 1000))
     images, trajectory = model.sample(4, torch.Generator().manual_seed(0), return_trajectory=True)
@@ -170,6 +174,9 @@ def test_a_flow_model_feeds_the_unet_continuous_times_on_its_diffusion_scale():
 def test_guided_velocity_mixes_the_two_predictions_as_guidance_does():
     torch.manual_seed(0)
     model = flow.FlowModel(UNet((1, 8, 8), channels=(8, 16), num_classes=3)).eval()
+    with torch.no_grad():  # the output layer starts at zero: give every weight something, so that predictions differ
+        for weight in model.parameters():
+            weight.add_(0.1 * torch.randn_like(weight))
     x, t, labels = torch.randn(4, 1, 8, 8), torch.full((4,), 0.5), torch.tensor([0, 1, 2, 1])
     with torch.no_grad():
         uncond, cond = model(x, t, torch.full((4,), model.null_label)), model(x, t, labels)
