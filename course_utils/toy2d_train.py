@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from course_utils import diffusion, flow, losses
+from course_utils import config, diffusion, flow, losses
 from course_utils.toy2d import Mixture, MLP2d, TimeMLP2d, sample_mixture
 
 GAN_LOSSES = ("gan", "wgan-gp")
@@ -209,12 +209,17 @@ def train_toy_flow(
     run = ToyFlowRun(TimeMLP2d(1000, hidden, layers))
     optimizer = torch.optim.Adam(run.model.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1 - 0.9 * i / steps)
-    for _ in range(steps):
-        x0 = sample_mixture(mixture, batch_size, rng)
-        loss = flow.flow_loss(lambda x, t: run.model(x, t * 1000), x0, rng)  # || (eps - x0) - v(x_t, t) ||^2
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        run.history["loss"].append(loss.item())
+    threads = torch.get_num_threads()
+    config.use_threads("sequential")  # thousands of tiny matrix products: a second thread only adds waiting
+    try:
+        for _ in range(steps):
+            x0 = sample_mixture(mixture, batch_size, rng)
+            loss = flow.flow_loss(lambda x, t: run.model(x, t * 1000), x0, rng)  # || (eps - x0) - v(x_t, t) ||^2
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            run.history["loss"].append(loss.item())
+    finally:
+        torch.set_num_threads(threads)
     return run

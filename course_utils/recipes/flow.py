@@ -61,13 +61,13 @@ def flow_preset(data: ImageData) -> FlowConfig:
 
 def guided_flow_preset(data: ImageData) -> FlowConfig:
     """Notebook 05b's guidance section: the same U-Net told the digit, with notebook 06's label dropout (0.1), trained
-    briefly (at most 60 s in the full profile) to show that guidance carries over, not to win the scoreboard."""
+    briefly (at most 30 s in the full profile) to show that guidance carries over, not to win the scoreboard."""
     same = flow_preset(data)
     return FlowConfig(
         channels=same.channels,
         num_classes=10,
         images=same.images,
-        max_seconds=config.by_profile(full=60, fast=None),
+        max_seconds=config.by_profile(full=30, fast=None),
     )
 
 
