@@ -154,3 +154,20 @@ def plot_score_field(
     ax.legend(loc="lower right", fontsize=7)
     _frame(ax, lim + cell, title)
     return fig
+
+
+def plot_paths(
+    paths: Mapping[str, torch.Tensor], mixture: Mixture | None = None, lim: float = 3.0, n: int = 40
+) -> Figure:
+    """Paths of points through the plane, one panel per entry of ``paths``: each a ``K x N x 2`` tensor (``K``
+    positions of ``N`` points, e.g. a sampler's trajectory). The first ``n`` paths are drawn as lines, their starts
+    grey and their ends blue; with ``mixture``, its centres and 3-standard-deviation circles (:func:`plot_points`)."""
+    fig, axes = plt.subplots(1, len(paths), figsize=(3.2 * len(paths), 3.3), squeeze=False)
+    for ax, (name, path) in zip(axes[0], paths.items(), strict=True):
+        path = path[:, :n].cpu()
+        plot_points(path[-1], mixture, ax=ax, title=name, lim=lim)
+        ax.scatter(path[0, :, 0], path[0, :, 1], s=6, color="0.5", zorder=2)
+        for i in range(path.shape[1]):
+            ax.plot(path[:, i, 0], path[:, i, 1], color="C1", linewidth=0.7, alpha=0.7)
+    fig.tight_layout()
+    return fig

@@ -1,4 +1,4 @@
-"""Training loops for the 2-D toys, written out in full: a plain GAN, a WGAN-GP and a small diffusion model.
+"""Training loops for the 2-D toys, written out in full: a plain GAN, a WGAN-GP, a small diffusion and a flow model.
 
 Each loop is short enough to read in one go: draw a batch from the toy's mixture, take the discriminator's
 step(s), take the generator's step, and every ``snapshot_every`` steps keep the generator's answer for the
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from course_utils import diffusion, losses
+from course_utils import config, diffusion, flow, losses
 from course_utils.toy2d import Mixture, MLP2d, TimeMLP2d, sample_mixture
 
 GAN_LOSSES = ("gan", "wgan-gp")
@@ -171,4 +171,55 @@ def train_toy_diffusion(
         optimizer.step()
         scheduler.step()
         run.history["loss"].append(loss.item())
+    return run
+
+
+@dataclass
+class ToyFlowRun:
+    """What :func:`train_toy_flow` returns: the velocity network and the loss curve."""
+
+    model: TimeMLP2d
+    history: dict[str, list[float]] = field(default_factory=lambda: {"loss": []})
+
+    @torch.no_grad()
+    def velocity(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        """The learned velocity at points ``x`` (``N x 2``) and continuous times ``t`` in [0, 1]."""
+        t = torch.as_tensor(t, dtype=x.dtype).expand(x.shape[0])
+        return self.model(x, t * self.model.timesteps)  # the MLP's time features expect t on its 0 .. T scale
+
+    def sample(
+        self, n: int, steps: int, solver: str = "euler", seed: int = 0, return_trajectory: bool = False
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``n`` points integrated from seeded noise in ``steps`` steps (see :func:`course_utils.flow.flow_sample`)."""
+        x1 = torch.randn(n, 2, generator=torch.Generator().manual_seed(seed))
+        return flow.flow_sample(self.velocity, x1, steps, solver, return_trajectory)
+
+
+def train_toy_flow(
+    mixture: Mixture, steps: int, *, hidden: int = 128, layers: int = 3, batch_size: int = 512, lr: float = 2e-3,
+    seed: int = 0,
+) -> ToyFlowRun:  # fmt: skip
+    """Train a :class:`TimeMLP2d` to predict the velocity ``eps - x_0`` along straight paths from points of ``mixture``
+    to noise (:func:`course_utils.flow.flow_loss`), with the same network and schedule of learning rates as
+    :func:`train_toy_diffusion`."""
+    if steps < 1:
+        raise ValueError(f"steps must be positive, got {steps}")
+    torch.manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
+    run = ToyFlowRun(TimeMLP2d(1000, hidden, layers))
+    optimizer = torch.optim.Adam(run.model.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1 - 0.9 * i / steps)
+    threads = torch.get_num_threads()
+    config.use_threads("sequential")  # thousands of tiny matrix products: a second thread only adds waiting
+    try:
+        for _ in range(steps):
+            x0 = sample_mixture(mixture, batch_size, rng)
+            loss = flow.flow_loss(lambda x, t: run.model(x, t * 1000), x0, rng)  # || (eps - x0) - v(x_t, t) ||^2
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            run.history["loss"].append(loss.item())
+    finally:
+        torch.set_num_threads(threads)
     return run

@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
 
 from tools import grading  # noqa: E402
 from tools import make_student as ms  # noqa: E402
-from tools.nbrun import NOTEBOOK_DIR, list_notebooks  # noqa: E402
+from tools.nbrun import NOTEBOOK_DIR, list_notebooks, notebook_number  # noqa: E402
 
 NOTEBOOKS = list_notebooks(NOTEBOOK_DIR)
 STUB = "# YOUR CODE HERE\n{indent}raise NotImplementedError()"
@@ -40,6 +40,7 @@ WRONG_ANSWERS = {
     "03": ("discriminator_probability", "return torch.sigmoid(discriminator(images01))"),  # gan: forgot to_signed
     "04": ("discriminator_loss", "return losses.discriminator_loss(fake_logits, real_logits)"),  # gan: "swapped"
     "05": ("q_sample", "return schedule.alpha_bar[t].view(-1, 1, 1, 1) * (x0 - noise) + noise"),  # "square roots"
+    "05b": ("velocity_target", "return x0 - eps"),  # test_exercises_flow: "sign is flipped"
     "06": ("guided_eps", "return eps_uncond + w * (eps_uncond - eps_cond)"),  # guidance: "wrong way"
     "07": ("unit_variance_scale", "return 1.0 / latents.var().item()"),  # latent: "variance"
     "08": ("frechet_distance_diagonal", "return ((mu1 - mu2) ** 2).sum() + ((var1 - var2) ** 2).sum()"),  # "STD"
@@ -214,7 +215,7 @@ def _cell_scores(gradebook_url: str, assignment: str, notebook: str, student: st
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_nbgrader_grades_three_students_exactly(path, tmp_path):
-    number = path.name[:2]
+    number = notebook_number(path)  # "05", or "05b" for the notebook placed after 05
     course = tmp_path / "course"
     env = _grading_env(tmp_path)
     [assignment] = grading.write_course(course, NOTEBOOK_DIR, number)

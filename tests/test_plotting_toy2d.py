@@ -48,3 +48,13 @@ def test_score_field_draws_learned_and_exact_at_one_scale():
     longest_exact = np.hypot(exact.U, exact.V).max()
     np.testing.assert_allclose(np.hypot(learned.U, learned.V).max(), longest_exact / 2, rtol=1e-5)
     plt.close(fig)
+
+
+def test_paths_draw_one_line_per_path_from_start_to_end():
+    start, end = torch.zeros(5, 2), torch.ones(5, 2)
+    path = torch.stack([start, (start + end) / 2, end])  # 3 positions of 5 points
+    fig = plotting_toy2d.plot_paths({"a": path, "b": path}, RING, n=4)
+    ax = fig.axes[0]
+    assert [a.get_title() for a in fig.axes] == ["a", "b"] and len(ax.lines) == 4
+    np.testing.assert_allclose(ax.lines[0].get_xydata(), path[:, 0].numpy())
+    plt.close(fig)

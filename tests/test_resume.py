@@ -17,7 +17,7 @@ import torch
 from course_utils import critic, text
 from course_utils.data import load_dataset
 from course_utils.models import LatentVAE
-from course_utils.recipes import autoencoder, diffusion, gan, guided, latent
+from course_utils.recipes import autoencoder, diffusion, flow, gan, guided, latent
 from course_utils.recipes import text as text_recipe
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -59,6 +59,12 @@ FAMILIES = {
         _digits,
         guided.train_guided_diffusion,
         guided.GuidedDiffusionConfig(channels=(8, 16), timesteps=50, sample_steps=5, warmup_steps=4, bf16=False),
+    ),
+    "flow": (_digits, flow.train_flow, flow.FlowConfig(channels=(8, 16), sample_steps=3, warmup_steps=4, bf16=False)),
+    "guided flow": (
+        _digits,
+        flow.train_flow,
+        flow.FlowConfig(channels=(8, 16), num_classes=10, sample_steps=3, warmup_steps=4, bf16=False),
     ),
     "latent_vae": (
         _digits,

@@ -9,6 +9,7 @@ import torch
 from course_utils import diffusion
 from course_utils.data import load_dataset
 from course_utils.recipes import diffusion as diffusion_recipe
+from course_utils.recipes import flow as flow_recipe
 from course_utils.recipes import gan, guided, latent
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -80,9 +81,20 @@ def test_a_gan_keeps_another_number_of_snapshots_untrained_again(digits, tmp_pat
     assert [(epoch, len(pictures)) for epoch, pictures in snapshots] == [(1, 4), (2, 4)]  # the run's own snapshots
 
 
+def test_a_flow_model_samples_with_other_steps_solver_and_precision_untrained_again(digits, tmp_path, capsys):
+    settings = flow_recipe.FlowConfig(channels=(8,), warmup_steps=2, batch_size=32, sample_steps=4, bf16=False)
+    path = tmp_path / "flow.pt"
+    changed = {"sample_steps": 7, "solver": "euler", "bf16": True}
+    first, second = _train_twice(flow_recipe.train_flow, digits, settings, changed, path, capsys)
+    assert (second.sample_steps, second.solver, second.bf16) == (7, "euler", True)
+    for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_every_sampling_setting_is_left_out_of_the_comparison():
-    sampling = {"sample_steps", "sample_eta", "bf16", "clip", "guidance", "n_snapshot"}
+    sampling = {"sample_steps", "sample_eta", "bf16", "clip", "guidance", "n_snapshot", "solver"}
     for settings in (
+        flow_recipe.FlowConfig(),
         diffusion_recipe.DiffusionConfig(),
         guided.GuidedDiffusionConfig(),
         latent.LatentDiffusionConfig(),

@@ -45,3 +45,20 @@ def test_the_control_separates_the_settings_from_the_loss(one_thread):
     assert {key: value for key, value in toy2d_train.CONTROL_GAN.items() if key != "loss"} == others
     control = toy2d_train.train_toy_gan(RING, 300, snapshot_every=300, seed=SEED, **toy2d_train.CONTROL_GAN)
     assert 5 <= toy2d.mode_coverage(control.snapshots[-1][1], RING).n_covered < 8
+
+
+def test_a_toy_flow_learns_the_exact_velocity_and_few_steps_cut_corners(one_thread):
+    from course_utils import flow
+
+    mixture = toy2d.lopsided_mixture()
+    run = toy2d_train.train_toy_flow(mixture, 600, hidden=64)
+    assert sum(run.history["loss"][-50:]) / 50 < 0.8 * sum(run.history["loss"][:50]) / 50
+    g = torch.Generator().manual_seed(5)
+    points = flow.interpolate(toy2d.sample_mixture(mixture, 500, g), torch.randn(500, 2, generator=g), 0.3)
+    exact = flow.mixture_velocity(points, 0.3, mixture.centres, mixture.weights, mixture.std)
+    error = (run.velocity(points, 0.3) - exact).norm(dim=1).mean() / exact.norm(dim=1).mean()
+    assert error < 0.4, float(error)  # where the noised points lie, the learned field follows the exact one
+    many, _ = run.sample(1000, steps=20, seed=1)
+    one, _ = run.sample(1000, steps=1, seed=1)
+    assert toy2d.mode_coverage(many, mixture).n_covered == 3
+    assert toy2d.mode_coverage(one, mixture).shares.sum() < 0.2  # one step lands between the clouds, near the mean

@@ -51,6 +51,8 @@ KIND_ORDER = (
     "gan",
     "dcgan",
     "diffusion",
+    "flow",
+    "guided_flow",
     "guided_diffusion",
     "latent_vae",
     "latent_diffusion",

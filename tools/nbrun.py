@@ -25,22 +25,30 @@ except ImportError:  # pragma: no cover - exercised only on machines without psu
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
-NOTEBOOK_PATTERN = re.compile(r"^\d\d_.+\.ipynb$")
+NOTEBOOK_PATTERN = re.compile(r"^\d\d[a-z]?_.+\.ipynb$")
+"""A course notebook's name: two digits, perhaps a letter for one placed between two others (``05b_``), ``_``."""
+
+
+def notebook_number(path: Path | str) -> str:
+    """A notebook's number, the part of its name before the first ``_``: ``'05'``, or ``'05b'`` for
+    ``05b_flow_matching.ipynb``."""
+    return Path(path).name.split("_", 1)[0]
 
 
 def list_notebooks(folder: Path = NOTEBOOK_DIR, selection: str | None = None) -> list[Path]:
-    """The course notebooks (``NN_name.ipynb``) in ``folder``, in course order.
+    """The course notebooks (``NN_name.ipynb``, or ``NNb_name.ipynb`` between two) in ``folder``, in course order.
 
-    ``selection`` keeps those whose file name starts with it (``"05"``) or contains it (``"diffusion"``);
-    several may be given separated by commas (``"00,05"``). A selection that matches nothing is an error that
-    lists the notebooks there are.
+    ``selection`` keeps those whose number is it (``"05"`` is notebook 05 only, ``"05b"`` the one after it) or whose
+    name contains it (``"diffusion"``); several may be given separated by commas (``"00,05"``). A selection that
+    matches nothing is an error that lists the notebooks there are.
     """
     folder = Path(folder)
     notebooks = sorted(p for p in folder.glob("*.ipynb") if NOTEBOOK_PATTERN.match(p.name))
     if not selection:
         return notebooks
     wanted = [s.strip() for s in str(selection).split(",") if s.strip()]
-    chosen = [p for p in notebooks if any(p.name.startswith(w) or w in p.stem for w in wanted)]
+    numbers = {notebook_number(p) for p in notebooks}
+    chosen = [p for p in notebooks if any(w == notebook_number(p) if w in numbers else w in p.stem for w in wanted)]
     if not chosen:
         names = ", ".join(p.name for p in notebooks) or "none"
         raise ValueError(f"no notebook in {folder} matches {selection!r}; there are: {names}")

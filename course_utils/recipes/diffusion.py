@@ -90,35 +90,51 @@ class EMA:
         self.updates, self.decay = int(state["updates"]), float(state["decay"])
 
 
-def denoiser_step(
+DenoiserLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor | None, float, torch.Generator | None], torch.Tensor]
+"""``loss(model, x0, labels, label_dropout, generator) -> loss``: what :func:`train_denoiser` minimises on a batch."""
+
+
+def noise_prediction_loss(
     model: diffusion.DiffusionModel,
+    x0: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    label_dropout: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Diffusion's loss, ``|| eps - eps_hat(x_t, t) ||^2`` (:func:`course_utils.diffusion.diffusion_loss`), on the
+    model's own schedule; with ``labels``, told each item's class except for a share ``label_dropout`` of them
+    (:func:`course_utils.guidance.conditional_diffusion_loss`)."""
+    if labels is None:
+        return diffusion.diffusion_loss(model, x0, model.schedule, generator=generator)
+    return guidance.conditional_diffusion_loss(
+        model, x0, labels, model.schedule, model.null_label, label_dropout, generator
+    )
+
+
+def denoiser_step(
+    model: nn.Module,
     optimizer: torch.optim.Optimizer,
     x0: torch.Tensor,
     ema: EMA | None = None,
     generator: torch.Generator | None = None,
     labels: torch.Tensor | None = None,
     label_dropout: float = 0.0,
+    loss: DenoiserLoss = noise_prediction_loss,
 ) -> dict[str, float]:
-    """One optimisation step of a noise predictor on clean data ``x0`` in its own space (pictures in [-1, 1],
-    or scaled latents): noise each item to a random step ``t``, ask the network for the noise, and nudge the
-    weights to shrink the squared error. Then move the weight average ``ema`` one step along.
+    """One optimisation step of a denoising network on clean data ``x0`` in its own space (pictures in [-1, 1],
+    or scaled latents): compute ``loss`` on the batch (by default :func:`noise_prediction_loss`: noise each item to a
+    random step, ask for the noise) and nudge the weights to shrink it. Then move the weight average ``ema`` one step.
 
-    With ``labels`` the network is told each item's class, except for a share ``label_dropout`` of them, which
-    get the "no label" token (:func:`course_utils.guidance.conditional_diffusion_loss`); ``generator`` draws
-    the timesteps, the noise and which labels to hide.
+    ``labels`` (None for an unconditional model) and ``label_dropout`` go to the loss; ``generator`` draws its
+    times, noise and hidden labels. The flow-matching recipe passes :func:`course_utils.recipes.flow.velocity_loss`.
     """
-    if labels is None:
-        loss = diffusion.diffusion_loss(model, x0, model.schedule, generator=generator)
-    else:
-        loss = guidance.conditional_diffusion_loss(
-            model, x0, labels, model.schedule, model.null_label, label_dropout, generator
-        )
+    value = loss(model, x0, labels, label_dropout, generator)
     optimizer.zero_grad()
-    loss.backward()
+    value.backward()
     optimizer.step()
     if ema is not None:
         ema.update(model)
-    return {"loss": loss.item()}
+    return {"loss": value.item()}
 
 
 def diffusion_step(
@@ -171,7 +187,7 @@ def train_diffusion(
 
 
 def train_denoiser(
-    model: diffusion.DiffusionModel,
+    model: nn.Module,
     settings: DiffusionConfig,
     loader: Iterable,
     clean_batch: Callable[[Any], tuple[torch.Tensor, torch.Tensor | None]],
@@ -180,9 +196,14 @@ def train_denoiser(
     *,
     checkpoint: str | Path | None = None,
     desc: str = "denoiser",
-) -> tuple[diffusion.DiffusionModel, History]:
-    """The training loop every diffusion recipe shares: Adam with a warm-up, :func:`denoiser_step` on each batch,
-    a weight average (:class:`EMA`), all inside :func:`fit`. Returns ``(ema_model, history)``.
+    loss: DenoiserLoss = noise_prediction_loss,
+) -> tuple[nn.Module, History]:
+    """The training loop every diffusion and flow recipe shares: Adam with a warm-up, :func:`denoiser_step` on each
+    batch, a weight average (:class:`EMA`), all inside :func:`fit`. Returns ``(ema_model, history)``.
+
+    ``loss`` is what each step minimises: :func:`noise_prediction_loss` for diffusion, the flow-matching loss for a
+    velocity network (:mod:`course_utils.recipes.flow`). ``settings`` needs ``lr``, ``warmup_steps`` and
+    ``ema_decay`` besides the run's length (a :class:`DiffusionConfig` or a ``FlowConfig``).
 
     ``clean_batch(batch)`` turns a batch of the ``loader`` into ``(x0, labels)``: the clean data in the model's
     space and the classes (None for an unconditional model). ``rng`` is the seeded generator that draws the
@@ -197,7 +218,7 @@ def train_denoiser(
         x0, labels = clean_batch(batch)
         _warmup(optimizer, settings.lr, settings.warmup_steps)
         labels = None if labels is None else labels.to(device)
-        return denoiser_step(model, optimizer, x0.to(device), ema, rng, labels, label_dropout)
+        return denoiser_step(model, optimizer, x0.to(device), ema, rng, labels, label_dropout, loss)
 
     # "noise": the generator of the noise, under the name older checkpoints saved it with (they resume exactly).
     modules = {"model": model, "ema": ema, "optimizer": optimizer, "noise": rng}

@@ -36,7 +36,8 @@ NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 # guided diffusion's "draw me a ..." (a digit and a guidance scale).
 REQUIRED_WIDGET_NOTEBOOKS = ("02_variational_autoencoder.ipynb", "05_diffusion.ipynb", "06_guided_diffusion.ipynb")
 NOTEBOOK_00 = "00_generative_vs_discriminative.ipynb"
-# The diagrams the course promises: the critic and the artist (00), and the picture of each model (01 to 05, guided).
+# The diagrams the course promises: the critic and the artist (00), and the picture of each model (01 to 05, flow
+# matching, guided).
 REQUIRED_DIAGRAM_NOTEBOOKS = (
     NOTEBOOK_00,
     "01_autoencoder.ipynb",
@@ -44,6 +45,7 @@ REQUIRED_DIAGRAM_NOTEBOOKS = (
     "03_gan_generator_discriminator.ipynb",
     "04_gan_training_loop.ipynb",
     "05_diffusion.ipynb",
+    "05b_flow_matching.ipynb",
     "06_guided_diffusion.ipynb",
 )
 RUN_TIMEOUT_S = 240
