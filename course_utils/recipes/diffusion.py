@@ -238,9 +238,18 @@ def load_diffusion(
     """
     settings = settings or diffusion_preset(data)
     path = Path(checkpoint) if checkpoint is not None else checkpoints.checkpoint_path("diffusion", data)
+    return load_weight_average(path, lambda: make_diffusion(data.image_shape, settings), settings)
+
+
+def load_weight_average(
+    path: Path, make_model: Callable[[], nn.Module], settings: DiffusionConfig
+) -> tuple[Any, History] | None:
+    """The weight average (:class:`EMA`) that :func:`train_denoiser` saved at ``path``, on the course's device, and
+    its history; None when there is no file or it was saved with other ``settings``. ``make_model`` builds the bare
+    network (only called when there is a file)."""
     if not path.exists():
         return None
-    ema = EMA(make_diffusion(data.image_shape, settings), settings.ema_decay)
+    ema = EMA(make_model(), settings.ema_decay)
     try:
         extra = checkpoints.load_checkpoint(path, {"ema": ema}, settings=settings.model_settings())
     except checkpoints.CheckpointMismatchError:

@@ -22,7 +22,7 @@ from course_utils.data import ImageData, to_signed, to_unit
 from course_utils.history import History
 from course_utils.loop import SAMPLING, TrainingConfig, evaluating
 from course_utils.models.unet import UNet
-from course_utils.recipes.diffusion import EMA, diffusion_preset, train_denoiser
+from course_utils.recipes.diffusion import diffusion_preset, load_weight_average, train_denoiser
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,14 +125,7 @@ def load_flow(
     saved with other settings counts as none."""
     settings = settings or flow_preset(data)
     path = Path(checkpoint) if checkpoint is not None else checkpoints.checkpoint_path("flow", data)
-    if not path.exists():
-        return None
-    ema = EMA(make_flow(data.image_shape, settings), settings.ema_decay)
-    try:
-        extra = checkpoints.load_checkpoint(path, {"ema": ema}, settings=settings.model_settings())
-    except checkpoints.CheckpointMismatchError:
-        return None
-    return ema.model.to(config.device()).eval(), History.from_dict(extra["history"])
+    return load_weight_average(path, lambda: make_flow(data.image_shape, settings), settings)
 
 
 def sample_flow(
