@@ -28,13 +28,13 @@ print("✅ demo check: passed")"""
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory) -> Path:
-    """A tiny course: 00 allocates ~80 MB and records figures; 01 fails in its second code cell."""
+    """A tiny course: 00 allocates ~80 MB, naps, and records figures; 01 fails in its second code cell."""
     folder = tmp_path_factory.mktemp("notebooks")
     memory = "import numpy as np\nblock = np.ones((10_000_000,))  # 80 MB\nprint(block.sum())"
-    nbformat.write(
-        new_notebook(cells=[new_markdown_cell("# Zero"), new_code_cell(memory), new_code_cell(RECORDING_CELL)]),
-        folder / "00_zero.ipynb",
-    )
+    nap = new_code_cell("import time\ntime.sleep(1.0)")
+    nap.id = "nap"
+    cells = [new_markdown_cell("# Zero"), new_code_cell(memory), nap, new_code_cell(RECORDING_CELL)]
+    nbformat.write(new_notebook(cells=cells), folder / "00_zero.ipynb")
     failing = [new_code_cell("x = 1"), new_code_cell("raise ValueError('boom in cell two')"), new_code_cell("x")]
     nbformat.write(new_notebook(cells=failing), folder / "01_fails.ipynb")
     return folder
@@ -63,6 +63,15 @@ def test_measures_time_memory_and_checks(report):
     assert row["wall_s"] > 0 and row["cpu_s"] > 0
     assert row["passed"] == 1
     assert report["machine"]["logical_cores"] >= 1 and report["machine"]["torch"]
+
+
+def test_names_the_slowest_cells_and_keeps_the_executed_notebooks(report):
+    row = report["notebooks"][0]
+    assert row["slowest_cells"][0]["cell"] == "nap" and 0.9 <= row["slowest_cells"][0]["seconds"] < 30
+    assert len(row["slowest_cells"]) == 3 and row["slowest_cells"][1]["seconds"] <= row["slowest_cells"][0]["seconds"]
+    executed = nbformat.read(Path(report["run_dir"], "executed", "00_zero.ipynb"), as_version=4)
+    assert executed.cells[1].outputs[0]["text"].strip() == "10000000.0"
+    assert "`nap` 1 s" in benchmark.markdown_report(report)
 
 
 def test_collects_recorded_figures_in_the_run_folder(report):

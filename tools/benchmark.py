@@ -15,7 +15,9 @@ Usage::
     python tools/benchmark.py --measure-overhead 20    # how much the monitoring itself costs
     python tools/benchmark.py --table build/benchmark/benchmark-full.json   # print a saved report's table again
 
-Writes ``build/benchmark/benchmark-<profile>.json`` and ``.md`` and prints the table.
+Writes ``build/benchmark/benchmark-<profile>.json`` and ``.md`` and prints the table (with each notebook's three
+slowest cells); every executed notebook, outputs and per-cell timing included, is kept in the run folder's
+``executed/``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import statistics
 import sys
 import time
 from pathlib import Path
+
+import nbformat
 
 if __package__ in (None, ""):  # run as `python tools/benchmark.py`: make the `tools` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -143,6 +147,9 @@ def run_benchmark(
             result = run_notebook(path, env=env, timeout=timeout, skip_tags=skip)
             row = result.summary()
             row.update(count_checks(result.notebook))
+            executed = run_dir / "executed" / path.name  # outputs and per-cell timing, to read after the run
+            executed.parent.mkdir(exist_ok=True)
+            nbformat.write(result.notebook, executed)
         except Exception as exc:  # a kernel that does not even start is a failure to report, not to hide
             row = {"notebook": path.name, "ok": False, "wall_s": None, "cpu_s": None, "peak_rss_mb": None}
             row["errors"] = [f"{type(exc).__name__}: {exc}"[:300]]
@@ -280,16 +287,17 @@ def markdown_report(report: dict) -> str:
         f"Load average (1 min) at start {m.get('load_average_1min', '?')}, at end {m.get('load_average_1min_end', '?')}"
         " (a load above the core count means the machine was shared and times are inflated).",
         "",
-        "| notebook | result | wall time | CPU time | peak memory | checks passed | first error |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "| notebook | result | wall time | CPU time | peak memory | checks passed | slowest cells | first error |",
+        "|---|---|---:|---:|---:|---:|---|---|",
     ]
     for row in report["notebooks"]:
         error = row["errors"][0].replace("|", "\\|").replace("\n", " ")[:120] if row.get("errors") else ""
         result = "passed" if row["ok"] else "**FAILED**"
+        slowest = ", ".join(f"`{c['cell']}` {c['seconds']:.0f} s" for c in row.get("slowest_cells") or [])
         lines.append(
             f"| `{row['notebook']}` | {result} | {_fmt(row.get('wall_s'), '{:.1f} s')} "
             f"| {_fmt(row.get('cpu_s'), '{:.1f} s')} | {_fmt(row.get('peak_rss_mb'), '{:,.0f} MB')} "
-            f"| {_fmt(row.get('passed'), '{}')} | {error} |"
+            f"| {_fmt(row.get('passed'), '{}')} | {slowest} | {error} |"
         )
     passed = sum(r["ok"] for r in report["notebooks"])
     lines += ["", f"{passed} of {len(report['notebooks'])} notebooks passed; total {report['total_wall_s']:.0f} s."]

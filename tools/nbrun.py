@@ -9,6 +9,7 @@ build. A background thread samples the kernel's memory twice a second; on Linux 
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import threading
@@ -111,7 +112,29 @@ class RunResult:
             "cells_run": self.cells_run,
             "cells_skipped": self.cells_skipped,
             "errors": [e.describe() for e in self.errors],
+            "slowest_cells": slowest_cells(self.notebook) if self.notebook is not None else [],
         }
+
+
+def slowest_cells(notebook: nbformat.NotebookNode, n: int = 3) -> list[dict]:
+    """The ``n`` code cells that ran longest, as ``{"cell": id or index, "seconds": s}``, slowest first.
+
+    Read from the timing nbclient writes into each executed cell's metadata (``execution``: when the kernel started
+    the cell and when it replied), so a report says where a notebook's minutes go, not only how many there were.
+    """
+    timed = []
+    for index, cell in enumerate(notebook.cells):
+        stamps = cell.get("metadata", {}).get("execution", {})
+        start, end = stamps.get("iopub.execute_input"), stamps.get("shell.execute_reply")
+        if cell.cell_type != "code" or not (start and end):
+            continue
+        seconds = (_timestamp(end) - _timestamp(start)).total_seconds()
+        timed.append({"cell": cell.get("id") or str(index), "seconds": round(seconds, 1)})
+    return sorted(timed, key=lambda row: -row["seconds"])[:n]
+
+
+def _timestamp(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 class PeakMemoryMonitor(threading.Thread):
