@@ -32,6 +32,7 @@ VelocityField = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``model(x_t, t) -> v_hat``: the velocity at points ``x_t`` and continuous times ``t`` (shape ``N``, in [0, 1])."""
 
 SOLVERS = ("euler", "heun")
+TIME_DISTRIBUTIONS = ("uniform", "logit-normal")
 SAMPLE_STEPS = 10
 """The course's number of ODE steps for a flow model: Heun's 10 steps are 19 network calls."""
 
@@ -70,20 +71,43 @@ def velocity_target(x0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     return eps - x0
 
 
+def draw_times(
+    n: int, generator: torch.Generator | None = None, distribution: str = "uniform", mean: float = 0.0
+) -> torch.Tensor:
+    """``n`` training times in ``[0, 1]`` (a float CPU tensor), drawn from ``distribution``:
+
+    - ``'uniform'``: ``t ~ U[0, 1]``, the textbook loss;
+    - ``'logit-normal'``: ``t = sigmoid(z)`` with ``z ~ N(mean, 1)`` (Esser et al. 2024, Stable Diffusion 3): the
+      density ``1 / (sqrt(2 pi) t (1 - t)) exp(-(logit(t) - mean)^2 / 2)`` peaks near ``sigmoid(mean)`` and thins out
+      near 0 and 1, where the velocity is easy to guess (nearly all picture or nearly all noise). The network trains
+      more where it is hard; a negative ``mean`` moves the peak towards the picture end. (``'uniform'`` has no
+      ``mean``: it is ignored.)
+    """
+    if distribution not in TIME_DISTRIBUTIONS:
+        raise ValueError(f"distribution must be one of {TIME_DISTRIBUTIONS}, got {distribution!r}")
+    if distribution == "uniform":
+        return torch.rand(n, generator=generator)
+    return torch.sigmoid(mean + torch.randn(n, generator=generator))
+
+
 def flow_loss(
     model: Callable[..., torch.Tensor],
     x0: torch.Tensor,
     generator: torch.Generator | None = None,
     labels: torch.Tensor | None = None,
+    times: str = "uniform",
+    times_mean: float = 0.0,
 ) -> torch.Tensor:
-    """The conditional flow-matching loss: ``|| (eps - x_0) - v(x_t, t) ||^2`` at ``t ~ U[0, 1]`` per item.
+    """The conditional flow-matching loss: ``|| (eps - x_0) - v(x_t, t) ||^2``, with ``t`` drawn per item from the
+    distribution ``times`` (:func:`draw_times`: ``'uniform'``, ``t ~ U[0, 1]``, or ``'logit-normal'`` around
+    ``sigmoid(times_mean)``).
 
     Each item gets its own noise and time (drawn on the CPU with ``generator``, so a seed trains the same way on every
     device). The target of one item is one line's velocity; averaged over every line through ``x_t`` the minimiser is
-    the *marginal* velocity ``E[eps - x_0 | x_t]`` (see :func:`gaussian_velocity`). With ``labels`` the model is
-    called as ``model(x_t, t, labels)``.
+    the *marginal* velocity ``E[eps - x_0 | x_t]`` (see :func:`gaussian_velocity`), whatever the times' distribution:
+    it only decides how much each time counts. With ``labels`` the model is called as ``model(x_t, t, labels)``.
     """
-    t = torch.rand(x0.shape[0], generator=generator).to(x0.device, x0.dtype)
+    t = draw_times(x0.shape[0], generator, times, times_mean).to(x0.device, x0.dtype)
     eps = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
     x_t = interpolate(x0, eps, t)
     predicted = model(x_t, t) if labels is None else model(x_t, t, labels)

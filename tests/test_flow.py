@@ -187,3 +187,35 @@ def test_guided_velocity_mixes_the_two_predictions_as_guidance_does():
         )
     with pytest.raises(ValueError, match="class-conditional"):
         flow.guided_velocity(flow.FlowModel(UNet((1, 8, 8), channels=(8, 16))), labels, 2.0)
+
+
+def test_training_times_follow_the_distribution_they_are_drawn_from():
+    g = torch.Generator().manual_seed(0)
+    uniform, logit_normal = flow.draw_times(200_000, g, "uniform"), flow.draw_times(200_000, g, "logit-normal")
+    assert uniform.min() >= 0 and uniform.max() <= 1 and logit_normal.min() > 0 and logit_normal.max() < 1
+    assert uniform.mean().item() == pytest.approx(0.5, abs=0.005)
+    z = torch.logit(logit_normal.double())  # sigmoid(z) with z ~ N(0, 1): its logit is a standard normal
+    assert z.mean().item() == pytest.approx(0.0, abs=0.01) and z.std().item() == pytest.approx(1.0, abs=0.01)
+    # The middle fifth holds a fifth of the uniform draws and 2 Phi(logit 0.6) - 1 = 0.3146 of the logit-normal ones.
+    middle = {
+        name: ((t > 0.4) & (t < 0.6)).double().mean().item() for name, t in [("u", uniform), ("ln", logit_normal)]
+    }
+    assert middle["u"] == pytest.approx(0.2, abs=0.005) and middle["ln"] == pytest.approx(0.3146, abs=0.005)
+    shifted = torch.logit(flow.draw_times(200_000, g, "logit-normal", mean=-0.5).double())
+    assert shifted.mean().item() == pytest.approx(-0.5, abs=0.01) and shifted.std().item() == pytest.approx(1, abs=0.01)
+    with pytest.raises(ValueError, match="distribution must be one of"):
+        flow.draw_times(4, g, "logit_normal")
+
+
+def test_flow_loss_asks_the_model_at_times_from_the_distribution_it_is_given():
+    seen = []
+
+    def model(x, t):
+        seen.append(t)
+        return torch.zeros_like(x)
+
+    x0 = torch.zeros(50_000, 1)
+    flow.flow_loss(model, x0, torch.Generator().manual_seed(0))
+    flow.flow_loss(model, x0, torch.Generator().manual_seed(0), times="logit-normal")
+    assert seen[0].std().item() == pytest.approx(math.sqrt(1 / 12), abs=0.005)  # U[0, 1]
+    assert torch.logit(seen[1].double()).std().item() == pytest.approx(1.0, abs=0.02)

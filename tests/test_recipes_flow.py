@@ -39,6 +39,24 @@ def test_train_denoiser_minimises_the_velocity_loss_it_is_given():
     assert isinstance(model, flow.FlowModel) and not model.training
 
 
+def test_training_draws_times_as_the_settings_say(monkeypatch):
+    asked = []
+    draw = flow.draw_times
+
+    def recording(n, generator=None, distribution="uniform", mean=0.0):
+        asked.append((distribution, mean))
+        return draw(n, generator, distribution, mean)
+
+    monkeypatch.setattr(flow, "draw_times", recording)
+    flow_recipe.train_flow(blobs(), replace(TINY, epochs=1))
+    assert asked and set(asked) == {("logit-normal", -0.5)}  # the recipe's default, as Stable Diffusion 3 trains
+    asked.clear()
+    flow_recipe.train_flow(blobs(), replace(TINY, epochs=1, times="uniform"))
+    assert asked and {distribution for distribution, _ in asked} == {"uniform"}
+    with pytest.raises(ValueError, match="times must be one of"):
+        replace(TINY, times="beta")
+
+
 def test_the_recipe_has_no_training_loop_of_its_own():
     source = inspect.getsource(flow_recipe)
     assert (

@@ -10,6 +10,7 @@ loads it) and :func:`guided_flow_preset` the class-conditional model of notebook
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +29,11 @@ from course_utils.recipes.diffusion import diffusion_preset, load_weight_average
 @dataclass(frozen=True, kw_only=True)
 class FlowConfig(TrainingConfig):
     """A flow-matching model's settings: the U-Net's ``channels``, Adam's ``lr`` after ``warmup_steps``, the weight
-    average's ``ema_decay``, and how it samples: ``sample_steps`` steps of the ODE ``solver`` (``'euler'`` or
-    ``'heun'``). With ``num_classes`` the U-Net is told the class, hidden with probability ``label_dropout`` (for
-    guidance, as in notebook 06). ``bf16='auto'`` as in :class:`~course_utils.recipes.diffusion.DiffusionConfig`.
+    average's ``ema_decay``, the distribution the training ``times`` come from (:func:`course_utils.flow.draw_times`;
+    ``'logit-normal'`` around ``sigmoid(times_mean)``, as Stable Diffusion 3 trains), and how it samples:
+    ``sample_steps`` steps of the ODE ``solver`` (``'euler'`` or ``'heun'``). With ``num_classes`` the U-Net is told
+    the class, hidden with probability ``label_dropout`` (for guidance, as in notebook 06). ``bf16='auto'`` as in
+    :class:`~course_utils.recipes.diffusion.DiffusionConfig`.
 
     The sampler's settings and the precision (``SAMPLING``) are not compared when a checkpoint is loaded: a model
     sampled with 10 Heun steps samples with 50 Euler steps untrained again."""
@@ -39,6 +42,8 @@ class FlowConfig(TrainingConfig):
     lr: float = 2e-3
     warmup_steps: int = 100
     ema_decay: float = 0.995
+    times: str = "logit-normal"
+    times_mean: float = -0.5
     num_classes: int | None = None
     label_dropout: float = 0.1
     sample_steps: int = field(default=flow.SAMPLE_STEPS, metadata=SAMPLING)
@@ -48,6 +53,8 @@ class FlowConfig(TrainingConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         flow.network_calls(self.sample_steps, self.solver)  # a clear error for an unknown solver
+        if self.times not in flow.TIME_DISTRIBUTIONS:
+            raise ValueError(f"times must be one of {flow.TIME_DISTRIBUTIONS}, got {self.times!r}")
         if not 0.0 <= self.label_dropout < 1.0:
             raise ValueError(f"label_dropout must be in [0, 1) (about 0.1), got {self.label_dropout}")
 
@@ -77,13 +84,16 @@ def velocity_loss(
     labels: torch.Tensor | None = None,
     label_dropout: float = 0.0,
     generator: torch.Generator | None = None,
+    times: str = "logit-normal",
+    times_mean: float = 0.0,
 ) -> torch.Tensor:
-    """The loss :func:`train_denoiser` minimises for a flow model: :func:`course_utils.flow.flow_loss`; with
-    ``labels``, each hidden (the "no label" token) with probability ``label_dropout`` first, as notebook 06 does."""
+    """The loss :func:`train_denoiser` minimises for a flow model: :func:`course_utils.flow.flow_loss` at times drawn
+    from ``times`` around ``sigmoid(times_mean)`` (:class:`FlowConfig`); with ``labels``, each hidden (the "no label"
+    token) with probability ``label_dropout`` first, as notebook 06 does."""
     if labels is None:
-        return flow.flow_loss(model, x0, generator)
+        return flow.flow_loss(model, x0, generator, times=times, times_mean=times_mean)
     shown = guidance.drop_labels(labels, label_dropout, model.null_label, generator).to(x0.device)
-    return flow.flow_loss(model, x0, generator, shown)
+    return flow.flow_loss(model, x0, generator, shown, times=times, times_mean=times_mean)
 
 
 def make_flow(image_shape: tuple[int, int, int], settings: FlowConfig) -> flow.FlowModel:
@@ -112,8 +122,9 @@ def train_flow(
     loader = data.loader(settings.batch_size, seed=settings.seed)
     dropout = settings.label_dropout if conditional else 0.0
     desc = desc or ("guided flow" if conditional else "flow matching")
+    loss = functools.partial(velocity_loss, times=settings.times, times_mean=settings.times_mean)
     return train_denoiser(
-        model, settings, loader, clean_batch, rng, dropout, checkpoint=checkpoint, desc=desc, loss=velocity_loss
+        model, settings, loader, clean_batch, rng, dropout, checkpoint=checkpoint, desc=desc, loss=loss
     )
 
 
